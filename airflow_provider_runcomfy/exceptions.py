@@ -1,0 +1,152 @@
+"""
+Domain exceptions of the RunComfy provider.
+
+Every error a DAG author can meet is one of these classes, so a ``try``/``except`` or an
+``on_failure_callback`` can tell "the token is wrong" from "the job failed" from "RunComfy is
+down". They all subclass :class:`AirflowException`. The ones that no retry can fix (bad input, an
+unknown model, a submit whose fate is unknown) subclass :class:`AirflowFailException` as well, so
+Airflow fails the task at once instead of spending retries on them — for a paid API a blind retry is
+not free.
+
+No message here ever contains the API token: messages are built from the server's error text, which
+:func:`scrub` cleans before it is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+
+class RunComfyError(AirflowException):
+    """Base class of every RunComfy provider error."""
+
+
+class RunComfyApiError(RunComfyError):
+    """
+    RunComfy answered with an error.
+
+    :param message: what went wrong, for people.
+    :param status_code: the HTTP status of the answer (``None`` when there was no answer).
+    :param error_code: RunComfy's ``error_code`` when the body carried one.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, error_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+
+
+class RunComfyAuthError(RunComfyApiError):
+    """The token is missing, wrong or expired, or the account is inactive (400004, HTTP 401/403)."""
+
+
+class RunComfyInsufficientBalanceError(RunComfyApiError):
+    """The account's balance is too low to pay for the job (400002, HTTP 402)."""
+
+
+class RunComfyUnknownModelError(RunComfyApiError, AirflowFailException):
+    """The model id does not exist (400001); retrying cannot fix a typo in a DAG."""
+
+
+class RunComfyPermissionError(RunComfyApiError):
+    """The request id belongs to another RunComfy account (403001)."""
+
+
+class RunComfyNotFoundError(RunComfyApiError):
+    """The request id is unknown, deleted or expired (404001)."""
+
+
+class RunComfyBadRequestError(RunComfyApiError, AirflowFailException):
+    """RunComfy refused the request's content (another 4xx); the same request would be refused again."""
+
+
+class RunComfyInvalidResponseError(RunComfyApiError):
+    """RunComfy's answer was not the JSON the contract promises (a proxy page, a truncated body...)."""
+
+
+class RunComfyUnavailableError(RunComfyApiError):
+    """RunComfy stayed unreachable or kept answering 408/429/5xx after every allowed retry."""
+
+
+class RunComfySubmitUncertainError(RunComfyApiError, AirflowFailException):
+    """
+    A submit may or may not have created a (paid) job.
+
+    RunComfy offers no idempotency key, so the provider never sends a submit twice unless the server
+    certainly did not take the first. Airflow does not retry this error either: a retry would submit
+    again and could pay twice. Check the account's request history first, then clear the task.
+    """
+
+
+class RunComfyInputError(RunComfyError, AirflowFailException):
+    """
+    An input breaks a documented rule of the model; found before anything is paid for.
+
+    :param field: the input's name with its index, e.g. ``image_urls[2]``.
+    :param rule: the rule it breaks, in words.
+    """
+
+    def __init__(self, field: str, rule: str):
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+class RunComfyJobError(RunComfyError):
+    """
+    A job ended without a usable result.
+
+    :param message: what happened.
+    :param request_id: the RunComfy request id.
+    :param model_id: the model, when known.
+    """
+
+    def __init__(self, message: str, *, request_id: str | None = None, model_id: str | None = None):
+        super().__init__(message)
+        self.request_id = request_id
+        self.model_id = model_id
+
+
+class RunComfyJobFailedError(RunComfyJobError):
+    """RunComfy ran the job and it failed; the message carries RunComfy's error text."""
+
+
+class RunComfyJobCancelledError(RunComfyJobError):
+    """The job was cancelled (by a user, by this provider on kill or on timeout)."""
+
+
+class RunComfyJobTimeoutError(RunComfyJobError):
+    """The job did not finish within the operator's ``timeout``."""
+
+
+class RunComfyOutputExpiredError(RunComfyError):
+    """An output URL no longer serves its file (HTTP 403/404 from the CDN): the output has expired."""
+
+
+class RunComfyDownloadError(RunComfyError):
+    """An output could not be copied (transport errors after retries, a short body, a corrupt image)."""
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """Return ``text`` with ``secret`` replaced, so server-echoed text can go into a message safely."""
+    if secret and secret in text:
+        return text.replace(secret, "***")
+    return text
+
+
+def describe_error_body(body: Any) -> str:
+    """
+    Pick a human message out of an error body, the way RunComfy's own clients do.
+
+    The body's shape is not documented: try ``error_message``, then ``message``, ``error`` and
+    ``detail``; a nested object is shown as it is.
+    """
+    if isinstance(body, dict):
+        for key in ("error_message", "message", "error", "detail"):
+            value = body.get(key)
+            if value:
+                return describe_error_body(value) if isinstance(value, dict) else str(value)
+        return str(body)
+    return str(body)

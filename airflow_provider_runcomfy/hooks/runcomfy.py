@@ -1,0 +1,501 @@
+"""
+The RunComfy hook: authentication and HTTP for the Model API, sync for workers, async for triggers.
+
+The rules that keep a paid API safe live here, once, for every operator, sensor and trigger:
+
+* status, result and cancel are free and idempotent, so they are retried on transport errors,
+  timeouts, 408, 429 and 5xx, with bounded exponential backoff and jitter, honouring ``Retry-After``;
+* a submit is paid and RunComfy has no idempotency key, so it is sent again only when the server
+  certainly did not take it (no connection could be made, or 429); otherwise the error says the job
+  may exist and how to check;
+* a body carrying ``error_code`` is an error whatever the HTTP status, and each documented code
+  becomes its own exception;
+* the token comes only from the Airflow connection, is registered with the secret masker, goes
+  only to the API's own origin and never into a log, a message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+from airflow_provider_runcomfy import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_runcomfy.exceptions import (
+    RunComfyApiError,
+    RunComfyAuthError,
+    RunComfyBadRequestError,
+    RunComfyInsufficientBalanceError,
+    RunComfyInvalidResponseError,
+    RunComfyNotFoundError,
+    RunComfyPermissionError,
+    RunComfySubmitUncertainError,
+    RunComfyUnavailableError,
+    RunComfyUnknownModelError,
+    describe_error_body,
+    scrub,
+)
+from airflow_provider_runcomfy.transport import (
+    BearerAuth,
+    RetryPolicy,
+    Timeouts,
+    is_transient_status,
+    make_async_client,
+    make_client,
+    parse_retry_after,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_BASE_URL = "https://model-api.runcomfy.net"
+
+#: A request id no job can have: its status costs nothing and tells a working token from a bad one.
+PROBE_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
+
+#: Failures after which a submit certainly did not reach RunComfy: nothing was sent.
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def normalize_base_url(host: str | None, port: int | None = None) -> str:
+    """
+    Turn the connection's host into the API base URL, without ``/v1`` and without a trailing slash.
+
+    Empty means RunComfy's public API; a host without a scheme gets ``https://``; a trailing ``/v1``
+    is dropped because every path the hook builds starts with it.
+    """
+    url = (host or "").strip().rstrip("/")
+    if not url:
+        return DEFAULT_BASE_URL
+    if "://" not in url:
+        url = f"https://{url}"
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    parsed = httpx.URL(url)
+    if port and parsed.port is None:
+        url = str(parsed.copy_with(port=port)).rstrip("/")
+    return url
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Everything the hook needs from the connection; the token is left out of ``repr``."""
+
+    base_url: str
+    token: str = field(repr=False)
+    retry: RetryPolicy = RetryPolicy()
+    timeouts: Timeouts = Timeouts()
+
+    @classmethod
+    def from_connection(cls, conn: Any, extra: Mapping[str, Any]) -> ApiSettings:
+        """Read a ``runcomfy`` connection: host = API base URL, password = token, extra = knobs."""
+        token = (conn.password or "").strip()
+        if not token:
+            raise RunComfyAuthError(
+                f"Connection {conn.conn_id!r} has no RunComfy API token: put it in the connection's "
+                "password field (shown as 'API token')."
+            )
+        try:
+            retry, timeouts = RetryPolicy.from_extra(extra), Timeouts.from_extra(extra)
+        except ValueError as err:
+            raise RunComfyBadRequestError(f"Connection {conn.conn_id!r}: {err}") from None
+        return cls(
+            base_url=normalize_base_url(conn.host, conn.port),
+            token=token,
+            retry=retry,
+            timeouts=timeouts,
+        )
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One API call: what to send, how to name it in messages, and whether it costs money."""
+
+    method: str
+    path: str
+    what: str
+    json: Any = None
+    params: dict[str, str] | None = None
+    paid: bool = False
+
+    def may_retry(self, outcome: httpx.Response | Exception) -> bool:
+        """Free calls retry every transient failure; a paid submit only when it certainly was not taken."""
+        if isinstance(outcome, httpx.Response):
+            if self.paid:
+                return outcome.status_code == 429
+            return is_transient_status(outcome.status_code)
+        if self.paid:
+            return isinstance(outcome, _NOTHING_SENT)
+        return isinstance(outcome, httpx.TransportError)
+
+
+class RunComfyHook(BaseHook):
+    """
+    Talk to the RunComfy Model API through an Airflow connection of type ``runcomfy``.
+
+    The connection's host is the API base URL without ``/v1`` (empty means
+    ``https://model-api.runcomfy.net``; the bundled emulator is ``http://127.0.0.1:PORT``), its
+    password the API token, and its extra may set ``max_retries``, ``retry_backoff``,
+    ``retry_max_delay``, ``connect_timeout`` and ``read_timeout``.
+
+    One HTTP connection pool serves the hook for its whole life (sync and async each have their own);
+    call :meth:`close` / :meth:`aclose`, or use the hook as a context manager, to release it early.
+
+    :param runcomfy_conn_id: the Airflow connection id.
+    """
+
+    conn_name_attr = "runcomfy_conn_id"
+    default_conn_name = "runcomfy_default"
+    conn_type = "runcomfy"
+    hook_name = "RunComfy"
+
+    submit_path: ClassVar[str] = "/v1/models/{model_id}"
+    request_path: ClassVar[str] = "/v1/requests/{request_id}/{action}"
+
+    def __init__(self, runcomfy_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runcomfy_conn_id = runcomfy_conn_id
+        self._settings: ApiSettings | None = None
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(runcomfy_conn_id={self.runcomfy_conn_id!r})"
+
+    # -- connection form ---------------------------------------------------------------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabel and hide the connection form's fields (Airflow 2.11 asks the hook; 3.2+ the provider info)."""
+        return {key: value.copy() for key, value in UI_FIELD_BEHAVIOUR.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra form fields for the retry and timeout knobs (Airflow 2.11's form; 3.2+ reads ``conn-fields``)."""
+        try:
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+            from wtforms import StringField
+        except ImportError:  # Airflow 3 has no Flask form; it reads ``conn-fields`` instead.
+            return {}
+        return {
+            name: StringField(lazy_gettext(spec["label"]), widget=BS3TextFieldWidget())
+            for name, spec in CONN_FIELDS.items()
+        }
+
+    # -- settings and clients ----------------------------------------------------------------------
+
+    @property
+    def settings(self) -> ApiSettings:
+        """The connection's settings, looked up once (synchronously: not for use inside an event loop)."""
+        if self._settings is None:
+            conn = self.get_connection(self.runcomfy_conn_id)
+            if conn.password:
+                mask_secret(conn.password)
+            self._settings = ApiSettings.from_connection(conn, conn.extra_dejson)
+        return self._settings
+
+    async def asettings(self) -> ApiSettings:
+        """The connection's settings, looked up without blocking the event loop (for triggers)."""
+        if self._settings is None:
+            conn = await get_async_connection(self.runcomfy_conn_id, hook=self)
+            extra = await get_async_extra_dejson(conn)
+            self._settings = ApiSettings.from_connection(conn, extra)
+        return self._settings
+
+    @property
+    def client(self) -> httpx.Client:
+        """The hook's sync client, built on first use and kept for the hook's life."""
+        if self._client is None:
+            settings = self.settings
+            self._client = make_client(
+                settings.timeouts,
+                base_url=settings.base_url,
+                auth=BearerAuth(settings.token, settings.base_url),
+            )
+        return self._client
+
+    async def aclient(self) -> httpx.AsyncClient:
+        """
+        The hook's async client for the running event loop.
+
+        An async client belongs to the loop it first ran on, so a hook used from a new loop (a
+        restarted triggerer, a second ``asyncio.run``) gets a new client instead of a broken one.
+        """
+        loop = asyncio.get_running_loop()
+        if self._async_client is None or self._async_loop is not loop:
+            settings = await self.asettings()
+            self._async_client = make_async_client(
+                settings.timeouts,
+                base_url=settings.base_url,
+                auth=BearerAuth(settings.token, settings.base_url),
+                limits=httpx.Limits(max_connections=4, max_keepalive_connections=1),
+            )
+            self._async_loop = loop
+        return self._async_client
+
+    def close(self) -> None:
+        """Close the sync connection pool."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close the async connection pool (only from the loop that opened it)."""
+        if self._async_client is not None and self._async_loop is asyncio.get_running_loop():
+            await self._async_client.aclose()
+        self._async_client = None
+        self._async_loop = None
+
+    def __enter__(self) -> RunComfyHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the API -----------------------------------------------------------------------------------
+
+    def submit(self, model_id: str, inputs: dict[str, Any]) -> str:
+        """
+        Submit a job (a paid action) and return its ``request_id``.
+
+        Sent once; sent again only when nothing reached RunComfy (the connection could not be made)
+        or RunComfy answered 429. A timeout, a dropped connection or a 5xx raises
+        :class:`RunComfySubmitUncertainError`: the job may exist.
+        """
+        body = self._request(self._submit_call(model_id, inputs))
+        return self._request_id_of(body, model_id)
+
+    def get_status(self, request_id: str) -> dict[str, Any]:
+        """Return the body of ``GET /v1/requests/{id}/status`` (``status``, maybe ``queue_position``)."""
+        return self._request(self._request_call("GET", request_id, "status"))
+
+    def get_result(self, request_id: str) -> dict[str, Any]:
+        """Return the body of ``GET /v1/requests/{id}/result`` (``status``, ``output`` when succeeded...)."""
+        return self._request(self._request_call("GET", request_id, "result"))
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel a job: ``True`` when RunComfy cancelled it, ``False`` when it was ``not_cancellable``."""
+        return self._cancel_outcome(self._request(self._request_call("POST", request_id, "cancel")))
+
+    async def aget_status(self, request_id: str) -> dict[str, Any]:
+        """Async :meth:`get_status`."""
+        return await self._arequest(self._request_call("GET", request_id, "status"))
+
+    async def aget_result(self, request_id: str) -> dict[str, Any]:
+        """Async :meth:`get_result`."""
+        return await self._arequest(self._request_call("GET", request_id, "result"))
+
+    async def acancel(self, request_id: str) -> bool:
+        """Async :meth:`cancel`."""
+        return self._cancel_outcome(await self._arequest(self._request_call("POST", request_id, "cancel")))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """
+        Check the token without spending anything: ask the status of a request id that cannot exist.
+
+        "Not found" (or "belongs to another account") proves RunComfy accepted the token; an auth
+        error proves it did not.
+        """
+        try:
+            base_url = self.settings.base_url
+            self.get_status(PROBE_REQUEST_ID)
+        except (RunComfyNotFoundError, RunComfyPermissionError):
+            return True, f"Connection works: RunComfy at {base_url} accepted the API token."
+        except RunComfyAuthError as err:
+            return False, f"RunComfy refused the API token: {err}"
+        except Exception as err:
+            return False, f"Could not check the connection: {type(err).__name__}: {err}"
+        return True, f"Connection works: RunComfy at {base_url} accepted the API token."
+
+    # -- request machinery -------------------------------------------------------------------------
+
+    def _submit_call(self, model_id: str, inputs: dict[str, Any]) -> _Call:
+        if not isinstance(model_id, str) or not model_id.strip("/ "):
+            raise RunComfyBadRequestError(f"model_id must be a non-empty string, got {model_id!r}")
+        return _Call(
+            method="POST",
+            path=self.submit_path.format(model_id=quote(model_id.strip("/"), safe="/-_.~")),
+            what=f"Submit to model {model_id!r}",
+            json=inputs,
+            paid=True,
+        )
+
+    def _request_call(self, method: str, request_id: str, action: str) -> _Call:
+        if not isinstance(request_id, str) or not request_id.strip():
+            raise RunComfyBadRequestError(f"request_id must be a non-empty string, got {request_id!r}")
+        return _Call(
+            method=method,
+            path=self.request_path.format(request_id=quote(request_id.strip(), safe=""), action=action),
+            what=f"RunComfy {action} of request {request_id}",
+        )
+
+    def _request(self, call: _Call) -> dict[str, Any]:
+        settings = self.settings
+        retry = 0
+        while True:
+            outcome: httpx.Response | Exception
+            try:
+                outcome = self.client.request(call.method, call.path, json=call.json, params=call.params)
+            except httpx.TransportError as err:
+                outcome = err
+            retry += 1
+            delay = self._next_step(call, outcome, retry, settings)
+            if not isinstance(delay, float):
+                return delay
+            time.sleep(delay)
+
+    async def _arequest(self, call: _Call) -> dict[str, Any]:
+        settings = await self.asettings()
+        client = await self.aclient()
+        retry = 0
+        while True:
+            outcome: httpx.Response | Exception
+            try:
+                outcome = await client.request(call.method, call.path, json=call.json, params=call.params)
+            except httpx.TransportError as err:
+                outcome = err
+            retry += 1
+            delay = self._next_step(call, outcome, retry, settings)
+            if not isinstance(delay, float):
+                return delay
+            await asyncio.sleep(delay)
+
+    def _next_step(
+        self, call: _Call, outcome: httpx.Response | Exception, retry: int, settings: ApiSettings
+    ) -> dict[str, Any] | float:
+        """
+        Decide what one attempt means: the parsed body, seconds to wait before retrying, or an error.
+
+        Shared by the sync and async loops so both follow exactly the same policy.
+        """
+        policy = settings.retry
+        if call.may_retry(outcome) and retry <= policy.max_retries:
+            retry_after = None
+            if isinstance(outcome, httpx.Response):
+                retry_after = parse_retry_after(outcome.headers.get("Retry-After"))
+            delay = policy.delay(retry, retry_after)
+            self.log.warning(
+                "%s: %s; retry %d of %d in %.1f s",
+                call.what,
+                _describe_outcome(outcome),
+                retry,
+                policy.max_retries,
+                delay,
+            )
+            return float(delay)
+
+        if isinstance(outcome, httpx.Response):
+            if call.paid and is_transient_status(outcome.status_code) and outcome.status_code != 429:
+                raise self._uncertain_submit(call, f"RunComfy answered HTTP {outcome.status_code}")
+            if not call.paid and is_transient_status(outcome.status_code):
+                raise RunComfyUnavailableError(
+                    f"{call.what} failed after {retry} attempts: RunComfy answered HTTP "
+                    f"{outcome.status_code} ({_excerpt(outcome, settings.token)}).",
+                    status_code=outcome.status_code,
+                )
+            return _parse_body(call, outcome, settings.token)
+
+        if call.paid and not isinstance(outcome, _NOTHING_SENT):
+            raise self._uncertain_submit(call, f"{type(outcome).__name__}: {outcome}")
+        raise RunComfyUnavailableError(
+            f"{call.what} failed after {retry} attempts: {type(outcome).__name__}: "
+            f"{scrub(str(outcome), settings.token)}"
+            + (" (nothing was sent, so no job was created)" if call.paid else "")
+        )
+
+    def _uncertain_submit(self, call: _Call, reason: str) -> RunComfySubmitUncertainError:
+        return RunComfySubmitUncertainError(
+            f"{call.what} may have created a job: {reason}. RunComfy has no idempotency key, so the "
+            "submit was not sent again, to avoid paying twice. Look for the request in your RunComfy "
+            "account's request history; if it is there, wait for it with RunComfyRequestSensor "
+            "(request_id=...), otherwise clear this task to submit again."
+        )
+
+    @staticmethod
+    def _request_id_of(body: dict[str, Any], model_id: str) -> str:
+        request_id = body.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise RunComfyInvalidResponseError(
+                f"Submit to model {model_id!r}: RunComfy's answer has no request_id: {str(body)[:200]}"
+            )
+        return request_id
+
+    @staticmethod
+    def _cancel_outcome(body: dict[str, Any]) -> bool:
+        # Decide on ``outcome``: the docs' own example pairs ``status: completed`` with ``outcome: cancelled``.
+        outcome = body.get("outcome")
+        if outcome == "cancelled":
+            return True
+        if outcome == "not_cancellable":
+            return False
+        raise RunComfyInvalidResponseError(f"Cancel: unexpected outcome {outcome!r} in {str(body)[:200]}")
+
+
+def _describe_outcome(outcome: httpx.Response | Exception) -> str:
+    if isinstance(outcome, httpx.Response):
+        return f"HTTP {outcome.status_code}"
+    return f"{type(outcome).__name__}"
+
+
+def _excerpt(response: httpx.Response, token: str, limit: int = 200) -> str:
+    text = scrub(response.text, token).strip().replace("\n", " ")
+    return text[:limit] + ("..." if len(text) > limit else "") if text else "empty body"
+
+
+def _parse_body(call: _Call, response: httpx.Response, token: str) -> dict[str, Any]:
+    """Return the JSON body of a final answer, or raise the domain error it stands for."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        if response.is_error:
+            raise _api_error(call, status, {"error_message": _excerpt(response, token)}, token)
+        raise RunComfyInvalidResponseError(
+            f"{call.what}: RunComfy answered HTTP {status} with a body that is not a JSON object: "
+            f"{_excerpt(response, token)}",
+            status_code=status,
+        )
+    if response.is_error or "error_code" in body:
+        raise _api_error(call, status, body, token)
+    return body
+
+
+def _api_error(call: _Call, status: int, body: dict[str, Any], token: str) -> RunComfyApiError:
+    """Map RunComfy's documented error codes (and, failing those, HTTP statuses) to domain errors."""
+    raw_code = body.get("error_code")
+    try:
+        code = int(raw_code) if raw_code is not None else None
+    except (TypeError, ValueError):
+        code = None
+    detail = scrub(describe_error_body(body), token)
+    head = f"{call.what} failed: RunComfy answered HTTP {status}" + (
+        f" with error_code {raw_code}" if raw_code is not None else ""
+    )
+    kind: type[RunComfyApiError]
+    if code == 400001:
+        kind, hint = RunComfyUnknownModelError, "the model id does not exist; check its spelling"
+    elif code == 400002 or status == 402:
+        kind, hint = RunComfyInsufficientBalanceError, "the account's balance is too low; top it up"
+    elif code == 403001:
+        kind, hint = RunComfyPermissionError, "the request belongs to another RunComfy account"
+    elif code == 400004 or status in (401, 403):
+        kind, hint = RunComfyAuthError, "the API token is wrong or expired, or the account is inactive"
+    elif code == 404001 or status == 404:
+        kind, hint = RunComfyNotFoundError, "the request id is unknown, deleted or expired"
+    elif is_transient_status(status):
+        kind, hint = RunComfyUnavailableError, "RunComfy is busy or unavailable"
+    elif 400 <= status < 500:
+        kind, hint = RunComfyBadRequestError, "RunComfy refused the request"
+    else:
+        kind, hint = RunComfyApiError, "RunComfy reported an error"
+    return kind(f"{head}: {hint}: {detail}", status_code=status, error_code=code)

@@ -1,0 +1,1 @@
+"""RunComfy sensors."""
