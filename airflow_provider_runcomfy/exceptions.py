@@ -129,6 +129,14 @@ class RunComfyDownloadError(RunComfyError):
     """An output could not be copied (transport errors after retries, a short body, a corrupt image)."""
 
 
+#: Errors that another status poll cannot fix: a wait ends at once with an ``error`` outcome.
+WAIT_FATAL_ERRORS: tuple[type[RunComfyError], ...] = (
+    RunComfyAuthError,
+    RunComfyNotFoundError,
+    RunComfyPermissionError,
+)
+
+
 def scrub(text: str, secret: str | None) -> str:
     """Return ``text`` with ``secret`` replaced, so server-echoed text can go into a message safely."""
     if secret and secret in text:

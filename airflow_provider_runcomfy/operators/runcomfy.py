@@ -1,0 +1,457 @@
+"""
+Operators that run RunComfy models as Airflow tasks, and copy their outputs to the user's storage.
+
+The life of one task, and why each step is where it is:
+
+1. ``execute()`` validates the rendered inputs against the model's documented rules and probes the
+   input images with Pillow, so a job that cannot succeed is never paid for;
+2. it submits the job and pushes the ``request_id`` to XCom at once, before anything can fail, and
+   (Airflow 3.3+) saves it in the task instance's ``task_state_store``, so a retry reconnects to a job
+   that is still running instead of paying for a second one;
+3. it waits: in the triggerer (``deferrable=True``, no worker slot held) or in the worker;
+4. on success it returns the list of output URLs (``return_value``, ready for ``.expand()``) and
+   pushes the ``result`` summary; anything else raises a domain exception naming request and model.
+
+This module is imported while DAG files are parsed, so httpx, Pillow and the hook are imported only
+when a task runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
+from airflow_provider_runcomfy.exceptions import (
+    RunComfyError,
+    RunComfyInputError,
+    RunComfyJobCancelledError,
+    RunComfyJobError,
+    RunComfyJobFailedError,
+    RunComfyJobTimeoutError,
+    RunComfyNotFoundError,
+    WAIT_FATAL_ERRORS,
+)
+from airflow_provider_runcomfy.jobs import EventStatus, RequestStatus, RequestWatch, ResultStatus, parse_result_status
+from airflow_provider_runcomfy.validation import (
+    EDIT_MODEL_ID,
+    SIZE_FIELD,
+    VIDEO_MODEL_ID,
+    image_inputs,
+    normalize_size,
+    spec_for,
+    validate_inputs,
+)
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+    from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
+
+#: How much longer than ``timeout`` Airflow's own deferral timeout is: a backstop for a lost trigger,
+#: since the trigger itself ends the wait (and cancels a queued job) at ``timeout``.
+DEFERRAL_GRACE = timedelta(minutes=10)
+
+#: The word ``get_job_status`` uses for a request RunComfy no longer knows (expired or deleted).
+EXPIRED = "expired"
+
+
+def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: str | None) -> list[str]:
+    """
+    Turn the outcome of a wait into the task's result, or raise.
+
+    Shared by the operators and the sensor. Only an explicit success returns: a failed, cancelled,
+    timed-out or broken wait, a missing event or an unknown status raises a domain exception that
+    names the request and the model. On success the ``result`` XCom is pushed and the URL list is
+    returned, so it becomes ``return_value``.
+    """
+    if not isinstance(event, dict):
+        raise RunComfyJobError(f"RunComfy wait ended without an event (got {event!r}); model {model_id}")
+    request_id = event.get("request_id")
+    where = f"RunComfy request {request_id} (model {model_id or 'unknown'})"
+    status = event.get("status")
+    message = event.get("message") or ""
+    if status == EventStatus.SUCCESS.value:
+        result = {**(event.get("result") or {}), "model_id": model_id}
+        urls = list(result.get("urls") or [])
+        if not urls:
+            task.log.warning("%s succeeded without any output URL", where)
+        context["ti"].xcom_push(key="result", value=result)
+        task.log.info("%s succeeded with %d output(s)", where, len(urls))
+        return urls
+    error: type[RunComfyJobError]
+    if status == EventStatus.FAILED.value:
+        error, text = RunComfyJobFailedError, f"{where} failed: {message}"
+    elif status == EventStatus.CANCELLED.value:
+        error, text = RunComfyJobCancelledError, f"{where} was cancelled"
+    elif status == EventStatus.TIMEOUT.value:
+        error, text = RunComfyJobTimeoutError, f"{where} timed out: {message}"
+    elif status == EventStatus.ERROR.value:
+        error, text = RunComfyJobError, f"Waiting for {where} failed: {message}"
+    else:
+        error, text = RunComfyJobError, f"{where}: unknown wait outcome {status!r}"
+    raise error(text, request_id=request_id, model_id=model_id)
+
+
+def wait_in_worker(
+    hook: RunComfyHook,
+    request_id: str,
+    *,
+    poll_interval: float,
+    end_time: float | None,
+    cancel_on_timeout: bool,
+    log: Any,
+    max_failed_polls: int = 5,
+) -> dict[str, Any]:
+    """
+    The in-worker twin of :class:`RunComfyRequestTrigger`: the same wait with the sync hook.
+
+    Returns the same event the trigger would yield, so both paths end in :func:`finish_wait`.
+    """
+    watch = RequestWatch(request_id, log)
+    failed_polls = 0
+    while True:
+        now = time.time()
+        deadline_passed = end_time is not None and now >= end_time
+        try:
+            status = watch.observe(hook.get_status(request_id))
+            if status is RequestStatus.COMPLETED:
+                event = watch.outcome(hook.get_result(request_id))
+                if event is not None:
+                    return event
+            elif status is RequestStatus.CANCELLED:
+                return watch.cancelled()
+            if deadline_passed:
+                cancelled = cancel_on_timeout and status is RequestStatus.IN_QUEUE and hook.cancel(request_id)
+                return watch.timed_out(cancelled)
+        except WAIT_FATAL_ERRORS as err:
+            return watch.error(str(err))
+        except RunComfyError as err:
+            failed_polls += 1
+            if deadline_passed or failed_polls >= max_failed_polls:
+                return watch.error(f"{failed_polls} polls in a row failed; the last: {err}")
+            log.warning("Poll %d of request %s failed: %s", failed_polls, request_id, err)
+        else:
+            failed_polls = 0
+        sleep = poll_interval if end_time is None else max(0.0, min(poll_interval, end_time - time.time()))
+        time.sleep(sleep)
+
+
+class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
+    """
+    Run any RunComfy model: submit, wait (in the triggerer or the worker), return the output URLs.
+
+    Known models (Dreamina 4.0 edit, Dreamina 3.0 Pro image to video) have their inputs checked
+    against the documented rules, and their input images probed, before anything is paid for.
+
+    XCom: ``request_id`` right after submission; on success ``return_value`` is the list of output
+    URLs (image, images..., video, videos...) and ``result`` the summary ``{"request_id",
+    "model_id", "status", "urls", "output", "created_at", "finished_at"}``. With
+    ``wait_for_completion=False``, ``return_value`` is the ``request_id``.
+
+    :param model_id: the RunComfy model id, e.g. ``bytedance/dreamina-4-0/edit``. (templated)
+    :param inputs: the model's JSON inputs. (templated)
+    :param runcomfy_conn_id: the Airflow connection of type ``runcomfy``.
+    :param wait_for_completion: wait for the job and return its outputs; ``False`` returns at once.
+    :param deferrable: wait in the triggerer, holding no worker slot.
+    :param poll_interval: seconds between status polls.
+    :param timeout: the longest wait for the job in seconds, counted from submission (from the
+        reconnect, when a retry reconnects to a running job); a job still queued then is cancelled.
+    :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
+    :param validate_images: probe the input images with Pillow (format, bytes, size) before paying.
+    """
+
+    template_fields: Sequence[str] = ("model_id", "inputs")
+    template_fields_renderers = {"inputs": "json"}
+    ui_color = "#e8f0ff"
+    external_id_key = "runcomfy_request_id"
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        inputs: dict[str, Any] | None = None,
+        runcomfy_conn_id: str = "runcomfy_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5,
+        timeout: float = 3600,
+        cancel_on_kill: bool = True,
+        validate_images: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_id = model_id
+        self.inputs = inputs if inputs is not None else {}
+        self.runcomfy_conn_id = runcomfy_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.validate_images = validate_images
+        self.request_id: str | None = None
+        self._urls: list[str] | None = None
+        self._payload: dict[str, Any] | None = None
+        self._end_time: float | None = None
+
+    @cached_property
+    def hook(self) -> RunComfyHook:
+        """The RunComfy hook (imported here so that parsing a DAG file never loads httpx)."""
+        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+        return RunComfyHook(runcomfy_conn_id=self.runcomfy_conn_id)
+
+    def build_inputs(self) -> dict[str, Any]:
+        """The model's inputs from the (rendered) operator fields; subclasses map their own fields here."""
+        if not isinstance(self.inputs, dict):
+            raise RunComfyInputError("inputs", f"must be a dict of the model's inputs, got {type(self.inputs).__name__}")
+        return dict(self.inputs)
+
+    # -- execute -----------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        """Check inputs (no network), then submit or reconnect and wait; see the module docstring."""
+        self._check_settings()
+        self._payload = validate_inputs(self.model_id, self.build_inputs())
+        if not self.wait_for_completion:
+            return self.submit_job(context)
+        return self.execute_resumable(context)
+
+    def _check_settings(self) -> None:
+        for name in ("poll_interval", "timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise RunComfyInputError(name, f"must be a positive number of seconds, got {value!r}")
+
+    # -- ResumableJobMixin -------------------------------------------------------------------------
+
+    def submit_job(self, context: Context) -> str:
+        """Probe the input images, submit (the paid step), and push ``request_id`` to XCom at once."""
+        payload = self._payload if self._payload is not None else validate_inputs(self.model_id, self.build_inputs())
+        if self.validate_images:
+            self._probe_images(payload)
+        request_id = self.hook.submit(self.model_id, payload)
+        self._track(context, request_id)
+        self.log.info("Submitted RunComfy request %s to model %s", request_id, self.model_id)
+        self._end_time = time.time() + float(self.timeout)
+        return request_id
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        """
+        The state of a request saved by an earlier try, in the result endpoint's words.
+
+        ``completed`` on the status endpoint does not say whether the job succeeded, so the result
+        endpoint is asked then; a request RunComfy no longer knows is ``expired`` (submit anew).
+        """
+        request_id = str(external_id)
+        try:
+            status = self.hook.get_status(request_id).get("status")
+            if status == RequestStatus.COMPLETED.value:
+                status = self.hook.get_result(request_id).get("status")
+        except RunComfyNotFoundError:
+            return EXPIRED
+        self.log.info("RunComfy request %s from an earlier try is %s", request_id, status)
+        return str(status)
+
+    def is_job_active(self, status: str) -> bool:
+        """Queued or running: reconnect instead of paying again."""
+        parsed = parse_result_status(status)
+        return parsed is not None and parsed.is_active
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """Succeeded: return its outputs without submitting."""
+        return parse_result_status(status) is ResultStatus.SUCCEEDED
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> list[str]:
+        """Wait for the request: defer to the trigger, or poll in the worker; return the output URLs."""
+        request_id = str(external_id)
+        if self.request_id != request_id:  # a reconnect: the XCom of the earlier try was cleared
+            self._track(context, request_id)
+            self._end_time = time.time() + float(self.timeout)
+        if self.deferrable:
+            # The job may be done already (a quick model, a reconnect): then no deferral at all.
+            event = RequestWatch(request_id, self.log)
+            status = event.observe(self.hook.get_status(request_id))
+            if status is RequestStatus.COMPLETED:
+                outcome = event.outcome(self.hook.get_result(request_id))
+                if outcome is not None:
+                    return self._finish(context, outcome)
+            elif status is RequestStatus.CANCELLED:
+                return self._finish(context, event.cancelled())
+            self.defer(
+                trigger=self._trigger(request_id),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=float(self.timeout)) + DEFERRAL_GRACE,
+            )
+        outcome = wait_in_worker(
+            self.hook,
+            request_id,
+            poll_interval=float(self.poll_interval),
+            end_time=self._end_time,
+            cancel_on_timeout=True,
+            log=self.log,
+        )
+        return self._finish(context, outcome)
+
+    def get_job_result(self, external_id: Any, context: Context) -> list[str]:
+        """The output URLs: from the wait that just ended, or, for an earlier try's success, from RunComfy."""
+        if self._urls is not None:
+            return self._urls
+        request_id = str(external_id)
+        self._track(context, request_id)
+        outcome = RequestWatch(request_id, self.log).outcome(self.hook.get_result(request_id))
+        return self._finish(context, outcome)
+
+    # -- deferral ----------------------------------------------------------------------------------
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
+        """Resume after the trigger fired: return the URLs on success, raise on anything else."""
+        return self._finish(context, event)
+
+    def _trigger(self, request_id: str) -> RunComfyRequestTrigger:
+        from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
+
+        return RunComfyRequestTrigger(
+            request_id=request_id,
+            runcomfy_conn_id=self.runcomfy_conn_id,
+            poll_interval=float(self.poll_interval),
+            end_time=self._end_time,
+            cancel_on_timeout=True,
+            cancel_on_kill=self.cancel_on_kill,
+        )
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _track(self, context: Context, request_id: str) -> None:
+        self.request_id = request_id
+        context["ti"].xcom_push(key="request_id", value=request_id)
+
+    def _finish(self, context: Context, event: Any) -> list[str]:
+        self._urls = finish_wait(self, context, event, model_id=self.model_id)
+        return self._urls
+
+    def _probe_images(self, payload: dict[str, Any]) -> None:
+        spec = spec_for(self.model_id)
+        images = image_inputs(self.model_id, payload)
+        if spec is None or not images:
+            return
+        from airflow_provider_runcomfy.images import probe_images
+
+        settings = self.hook.settings
+        probe_images(images, spec.image_rules, timeouts=settings.timeouts, retry=settings.retry)
+
+    def on_kill(self) -> None:
+        """Cancel the job when the task is killed while it waits in the worker (``cancel_on_kill``)."""
+        if not (self.cancel_on_kill and self.request_id):
+            return
+        try:
+            cancelled = self.hook.cancel(self.request_id)
+            self.log.info(
+                "RunComfy request %s %s",
+                self.request_id,
+                "cancelled" if cancelled else "could not be cancelled (already running or finished)",
+            )
+        except RunComfyError as err:
+            self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
+
+
+class RunComfyImageEditOperator(RunComfyModelOperator):
+    """
+    Edit images with Dreamina 4.0 (``bytedance/dreamina-4-0/edit``), up to 4K.
+
+    :param image_urls: 1 to 10 public JPEG/PNG URLs (6 or fewer recommended). (templated)
+    :param prompt: what to do, at most 800 characters. (templated)
+    :param size: the output size, ``"2048x2048"`` or the full label ``"2048x2048(1:1)"``; sent as
+        the documented ``width×height`` label. (templated)
+    :param scale: 0 to 1, how strongly the prompt weighs against the images. (templated)
+    :param force_single: force a single output image. (templated)
+
+    Options left ``None`` are not sent, so RunComfy's defaults apply. Other parameters: see
+    :class:`RunComfyModelOperator`.
+    """
+
+    template_fields: Sequence[str] = ("image_urls", "prompt", "size", "scale", "force_single")
+
+    def __init__(
+        self,
+        *,
+        image_urls: Any,
+        prompt: str,
+        size: str | None = None,
+        scale: float | None = None,
+        force_single: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_id=EDIT_MODEL_ID, **kwargs)
+        self.image_urls = image_urls
+        self.prompt = prompt
+        self.size = size
+        self.scale = scale
+        self.force_single = force_single
+
+    def build_inputs(self) -> dict[str, Any]:
+        """Map the operator's fields to the model's documented inputs, leaving unset options out."""
+        inputs: dict[str, Any] = {"image_urls": _url_list(self.image_urls, "image_urls"), "prompt": self.prompt}
+        if self.size is not None:
+            inputs[SIZE_FIELD] = normalize_size(self.size)
+        if self.scale is not None:
+            inputs["scale"] = self.scale
+        if self.force_single is not None:
+            inputs["force_single"] = self.force_single
+        return inputs
+
+
+class RunComfyImageToVideoOperator(RunComfyModelOperator):
+    """
+    Animate one image with Dreamina 3.0 Pro (``bytedance/dreamina-3-0/pro/image-to-video``).
+
+    :param image_url: one public JPEG/PNG URL, each side over 320 px. (templated)
+    :param prompt: what should happen, at most 800 characters. (templated)
+    :param seed: the random seed (-1 or ``None`` for a random one). (templated)
+    :param frames: 121 (about 5 s) or 241 (about 10 s). (templated)
+
+    Works with ``.partial(...).expand(image_url=edit.output)`` to animate every image an edit made.
+    Other parameters: see :class:`RunComfyModelOperator`.
+    """
+
+    template_fields: Sequence[str] = ("image_url", "prompt", "seed", "frames")
+
+    def __init__(
+        self,
+        *,
+        image_url: str,
+        prompt: str,
+        seed: int | None = None,
+        frames: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_id=VIDEO_MODEL_ID, **kwargs)
+        self.image_url = image_url
+        self.prompt = prompt
+        self.seed = seed
+        self.frames = frames
+
+    def build_inputs(self) -> dict[str, Any]:
+        """Send ``image_urls=[image_url]`` as the model documents, leaving unset options out."""
+        if not isinstance(self.image_url, str):
+            raise RunComfyInputError("image_url", f"must be one URL string, got {type(self.image_url).__name__}")
+        inputs: dict[str, Any] = {"image_urls": [self.image_url], "prompt": self.prompt}
+        if self.seed is not None:
+            inputs["seed"] = self.seed
+        if self.frames is not None:
+            inputs["frames"] = self.frames
+        return inputs
+
+
+def _url_list(value: Any, field: str) -> list[Any]:
+    """Accept a list, a tuple or an XCom sequence of URLs; a lone string is a mistake worth naming."""
+    if isinstance(value, str):
+        raise RunComfyInputError(field, "must be a list of URLs, got a single string (wrap it in a list)")
+    try:
+        return list(value)
+    except TypeError:
+        raise RunComfyInputError(field, f"must be a list of URLs, got {type(value).__name__}") from None

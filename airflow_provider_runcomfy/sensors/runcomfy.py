@@ -1,0 +1,104 @@
+"""
+Wait for a RunComfy request submitted elsewhere (an operator with ``wait_for_completion=False``,
+another DAG, a script) and hand its output URLs on, exactly like the operators do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow_provider_runcomfy.jobs import RequestStatus, RequestWatch
+from airflow_provider_runcomfy.operators.runcomfy import DEFERRAL_GRACE, finish_wait
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+
+class RunComfyRequestSensor(BaseSensorOperator):
+    """
+    Wait for a RunComfy request to finish; return its output URLs, with the ``result`` XCom beside them.
+
+    A failed or cancelled job raises at once instead of poking on. In deferrable mode the wait runs
+    in the triggerer through :class:`RunComfyRequestTrigger`, the same as the operators'. The
+    ``result``'s ``model_id`` is ``None``: a request id alone does not name its model.
+
+    :param request_id: the RunComfy request id, e.g. ``"{{ ti.xcom_pull('submit') }}"``. (templated)
+    :param runcomfy_conn_id: the Airflow connection of type ``runcomfy``.
+    :param deferrable: wait in the triggerer, holding no worker slot.
+    :param cancel_on_kill: cancel a still-queued job when the deferred task is killed (Airflow 3.3+).
+
+    ``poke_interval``, ``timeout`` and ``mode`` are the usual sensor parameters; in deferrable mode
+    ``poke_interval`` is the trigger's poll interval and ``timeout`` its deadline (a job still
+    queued then is cancelled).
+    """
+
+    template_fields: Sequence[str] = ("request_id",)
+    ui_color = "#e8f0ff"
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        runcomfy_conn_id: str = "runcomfy_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.request_id = request_id
+        self.runcomfy_conn_id = runcomfy_conn_id
+        self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
+
+    @cached_property
+    def hook(self) -> RunComfyHook:
+        """The RunComfy hook (imported here so that parsing a DAG file never loads httpx)."""
+        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+        return RunComfyHook(runcomfy_conn_id=self.runcomfy_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        """Poke (or defer after one poke that finds the job still going)."""
+        if not self.deferrable:
+            return super().execute(context)
+        result = self.poke(context)
+        if result.is_done:
+            return result.xcom_value
+        from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
+
+        timeout = float(self.timeout)
+        self.defer(
+            trigger=RunComfyRequestTrigger(
+                request_id=self.request_id,
+                runcomfy_conn_id=self.runcomfy_conn_id,
+                poll_interval=float(self.poke_interval),
+                end_time=time.time() + timeout,
+                cancel_on_timeout=True,
+                cancel_on_kill=self.cancel_on_kill,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE,
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """One look at the request: not done yet, done with URLs, or an error raised at once."""
+        watch = RequestWatch(str(self.request_id), self.log)
+        status = watch.observe(self.hook.get_status(str(self.request_id)))
+        event: dict[str, Any] | None = None
+        if status is RequestStatus.COMPLETED:
+            event = watch.outcome(self.hook.get_result(str(self.request_id)))
+        elif status is RequestStatus.CANCELLED:
+            event = watch.cancelled()
+        if event is None:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=finish_wait(self, context, event, model_id=None))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
+        """Resume after the trigger fired: return the URLs on success, raise on anything else."""
+        return finish_wait(self, context, event, model_id=None)

@@ -1,0 +1,159 @@
+"""
+The deferrable wait: poll a RunComfy request in the triggerer, so no worker slot is held meanwhile.
+
+The trigger's kwargs are stored in Airflow's database and printed in logs, so they hold the request
+id, the connection id, the poll interval, a wall-clock ``end_time`` and flags — never a token. The
+deadline is wall-clock (epoch seconds) so a triggerer restart or a move to another triggerer does not
+restart the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow_provider_runcomfy.exceptions import WAIT_FATAL_ERRORS, RunComfyError
+from airflow_provider_runcomfy.jobs import RequestStatus, RequestWatch
+
+
+class RunComfyRequestTrigger(BaseTrigger):
+    """
+    Poll one RunComfy request until it finishes, then yield one event.
+
+    The event is ``{"status": "success" | "failed" | "cancelled" | "timeout" | "error",
+    "request_id", "result"?, "message"?}``; on success ``result`` holds the output URLs (``urls``)
+    and RunComfy's output object.
+
+    Each poll rides the hook's retry policy; when a poll still fails after its retries, the trigger
+    waits a poll interval and tries again, up to ``max_failed_polls`` polls in a row. Before it
+    declares a timeout it asks once more (the job may have just finished); on timeout it cancels a
+    job that is still queued, when ``cancel_on_timeout``.
+
+    :param request_id: the RunComfy request id.
+    :param runcomfy_conn_id: the Airflow connection id (the token is looked up, never stored).
+    :param poll_interval: seconds between status polls.
+    :param end_time: wall-clock deadline in epoch seconds; ``None`` waits for ever.
+    :param cancel_on_timeout: cancel a still-queued job when the deadline passes.
+    :param cancel_on_kill: cancel a still-queued job when a user kills the deferred task (Airflow 3.3+).
+    :param max_failed_polls: how many polls in a row may fail (after their retries) before giving up.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        runcomfy_conn_id: str = "runcomfy_default",
+        poll_interval: float = 5.0,
+        end_time: float | None = None,
+        cancel_on_timeout: bool = True,
+        cancel_on_kill: bool = True,
+        max_failed_polls: int = 5,
+    ) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.runcomfy_conn_id = runcomfy_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = end_time
+        self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.max_failed_polls = max_failed_polls
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and the kwargs that rebuild this trigger (no secret among them)."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "request_id": self.request_id,
+                "runcomfy_conn_id": self.runcomfy_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "cancel_on_timeout": self.cancel_on_timeout,
+                "cancel_on_kill": self.cancel_on_kill,
+                "max_failed_polls": self.max_failed_polls,
+            },
+        )
+
+    def _hook(self) -> Any:
+        # Imported here: the triggerer loads this module to deserialize triggers, the hook only when one runs.
+        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+        return RunComfyHook(runcomfy_conn_id=self.runcomfy_conn_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the job finishes, the deadline passes or the wait cannot go on; yield one event."""
+        hook = self._hook()
+        try:
+            yield TriggerEvent(await self._wait(hook))
+        finally:
+            await hook.aclose()
+
+    async def _wait(self, hook: Any) -> dict[str, Any]:
+        watch = RequestWatch(self.request_id, self.log)
+        failed_polls = 0
+        while True:
+            if self.end_time is not None and time.time() >= self.end_time:
+                return await self._on_deadline(hook, watch)
+            try:
+                status = watch.observe(await hook.aget_status(self.request_id))
+                if status is RequestStatus.COMPLETED:
+                    event = watch.outcome(await hook.aget_result(self.request_id))
+                    if event is not None:
+                        return event
+                elif status is RequestStatus.CANCELLED:
+                    return watch.cancelled()
+            except WAIT_FATAL_ERRORS as err:
+                return watch.error(str(err))
+            except RunComfyError as err:
+                failed_polls += 1
+                if failed_polls >= self.max_failed_polls:
+                    return watch.error(f"{failed_polls} polls in a row failed; the last: {err}")
+                self.log.warning("Poll %d of request %s failed: %s", failed_polls, self.request_id, err)
+            else:
+                failed_polls = 0
+            await asyncio.sleep(self._next_sleep())
+
+    def _next_sleep(self) -> float:
+        if self.end_time is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, self.end_time - time.time()))
+
+    async def _on_deadline(self, hook: Any, watch: RequestWatch) -> dict[str, Any]:
+        """Ask once more (it may have just finished), then cancel a still-queued job and report a timeout."""
+        try:
+            status = watch.observe(await hook.aget_status(self.request_id))
+            if status is RequestStatus.COMPLETED:
+                event = watch.outcome(await hook.aget_result(self.request_id))
+                if event is not None:
+                    return event
+            elif status is RequestStatus.CANCELLED:
+                return watch.cancelled()
+            cancelled = False
+            if self.cancel_on_timeout and status is RequestStatus.IN_QUEUE:
+                cancelled = await hook.acancel(self.request_id)
+        except RunComfyError as err:
+            return watch.error(f"the deadline passed and the last status check failed: {err}")
+        return watch.timed_out(cancelled)
+
+    async def on_kill(self) -> None:
+        """
+        Cancel the job when a user kills the deferred task (mark failed/success, clear); Airflow 3.3+.
+
+        Not from ``cleanup()``: that also runs when the trigger merely moves to another triggerer,
+        and the job must live on then. Only a queued job can be cancelled; a running one is reported.
+        """
+        if not self.cancel_on_kill:
+            return
+        hook = self._hook()
+        try:
+            cancelled = await hook.acancel(self.request_id)
+            self.log.info(
+                "RunComfy request %s %s",
+                self.request_id,
+                "cancelled" if cancelled else "could not be cancelled (already running or finished)",
+            )
+        except RunComfyError as err:
+            self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
+        finally:
+            await hook.aclose()

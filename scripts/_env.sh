@@ -1,0 +1,32 @@
+# Shared by scripts/test and scripts/demo: create (once) and return a virtual environment with the
+# provider installed in editable mode on the newest Airflow of a release line (3 = 3.3.x, 2 = 2.11.x).
+# uv makes this take seconds; it comes from PyPI like everything else.
+
+ensure_uv() {
+  if command -v uv >/dev/null 2>&1; then
+    UV=uv
+  else
+    if [ ! -x .venv-tools/bin/uv ]; then
+      python3 -m venv .venv-tools >&2
+      .venv-tools/bin/pip install -q uv >&2
+    fi
+    UV=.venv-tools/bin/uv
+  fi
+}
+
+ensure_venv() {
+  local line=$1 venv spec stamp
+  case "$line" in
+    3) venv=.venv-airflow3; spec="apache-airflow>=3.3.2,<3.4" ;;
+    2) venv=.venv-airflow2; spec="apache-airflow>=2.11.2,<2.12" ;;
+    *) echo "unknown Airflow line: $line" >&2; return 1 ;;
+  esac
+  stamp="$venv/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ]; then
+    ensure_uv
+    [ -d "$venv" ] || "$UV" venv -q -p python3 "$venv" >&2
+    VIRTUAL_ENV="$PWD/$venv" "$UV" pip install -q "$spec" "apache-airflow-providers-http" -e ".[dev]" >&2
+    touch "$stamp"
+  fi
+  echo "$venv"
+}

@@ -1,0 +1,74 @@
+"""
+Test configuration shared by the whole suite.
+
+Airflow reads its configuration once, when it is first imported, so every ``AIRFLOW_*`` variable is
+set here at module level, before any test module imports Airflow: a throwaway ``AIRFLOW_HOME`` with
+its own SQLite database, no example DAGs, and the DAGs folder ``tests/dags`` (Airflow 3's
+``dag.test()`` only runs DAGs from files inside it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="runcomfy-airflow-home-"))
+
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(TESTS_DIR / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "")
+os.environ.pop("AIRFLOW_CONN_RUNCOMFY_DEFAULT", None)
+
+#: The token every test emulator accepts; tests assert it never leaks.
+TEST_TOKEN = "rc-test-token-9f8e7d6c5b4a"  # noqa: S105 - a fake token for the local emulator
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[object]:
+    """One RunComfy emulator on 127.0.0.1 for the session, with quick jobs; tests reset its knobs."""
+    from airflow_provider_runcomfy.emulator import RunComfyEmulator
+
+    with RunComfyEmulator(token=TEST_TOKEN, queue_seconds=0.3, run_seconds=0.5) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """
+    The session emulator, clean for one test, wired to the ``runcomfy_default`` connection.
+
+    The connection comes from ``AIRFLOW_CONN_RUNCOMFY_DEFAULT``, the way users configure it, with a
+    fast retry policy so retry tests do not sleep for real.
+    """
+    emulator.clear_faults()  # type: ignore[attr-defined]
+    emulator.clear_requests()  # type: ignore[attr-defined]
+    emulator.queue_seconds = 0.3  # type: ignore[attr-defined]
+    emulator.run_seconds = 0.5  # type: ignore[attr-defined]
+    emulator.failure_message = None  # type: ignore[attr-defined]
+    emulator.result_ttl_seconds = None  # type: ignore[attr-defined]
+    emulator.balance = None  # type: ignore[attr-defined]
+    monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emulator.base_url))  # type: ignore[attr-defined]
+    yield emulator
+    emulator.clear_faults()  # type: ignore[attr-defined]
+
+
+def conn_json(base_url: str, token: str = TEST_TOKEN, **extra: object) -> str:
+    """The ``AIRFLOW_CONN_...`` JSON of a runcomfy connection, with a fast default retry policy."""
+    return json.dumps(
+        {
+            "conn_type": "runcomfy",
+            "host": base_url,
+            "password": token,
+            "extra": {"retry_backoff": 0.01, "retry_max_delay": 0.05, **extra},
+        }
+    )

@@ -1,0 +1,96 @@
+"""
+DAGs for the operator tests, run with ``dag.test()`` against the emulator.
+
+Airflow 3's ``dag.test()`` only runs DAGs from files in the DAGs folder, so they live here. The
+emulator's URL comes from ``RUNCOMFY_TEST_EMULATOR_URL``, set by the tests before they parse this file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pendulum
+
+from airflow.providers.common.compat.sdk import DAG, task
+from airflow_provider_runcomfy.operators.runcomfy import (
+    RunComfyImageEditOperator,
+    RunComfyImageToVideoOperator,
+    RunComfyModelOperator,
+)
+from airflow_provider_runcomfy.sensors.runcomfy import RunComfyRequestSensor
+
+EMULATOR = os.environ.get("RUNCOMFY_TEST_EMULATOR_URL", "http://127.0.0.1:9")
+PORTRAIT = f"{EMULATOR}/samples/portrait.png"
+LANDSCAPE = f"{EMULATOR}/samples/landscape.jpg"
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+@task
+def collect(urls: list[str]) -> list[str]:
+    """Gather the mapped outputs into one flat list, as a downstream task would."""
+    return [url for item in urls for url in (item if isinstance(item, list) else [item])]
+
+
+for deferrable in (True, False):
+    with DAG(
+        f"rc_edit_then_animate_{'deferrable' if deferrable else 'sync'}",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+    ):
+        edit = RunComfyImageEditOperator(
+            task_id="edit",
+            image_urls=[PORTRAIT, LANDSCAPE],
+            prompt="golden hour light, film grain",
+            size="2048x2048",
+            deferrable=deferrable,
+            poll_interval=0.2,
+        )
+        animate = RunComfyImageToVideoOperator.partial(
+            task_id="animate",
+            prompt="slow push-in, leaves moving in the wind",
+            frames=121,
+            deferrable=deferrable,
+            poll_interval=0.2,
+        ).expand(image_url=edit.output)
+        collect.override(task_id="videos")(animate.output)
+
+with DAG("rc_submit_then_sense", schedule=None, start_date=START, catchup=False):
+    submit = RunComfyImageEditOperator(
+        task_id="submit",
+        image_urls=[PORTRAIT],
+        prompt="watercolour",
+        wait_for_completion=False,
+    )
+    RunComfyRequestSensor(
+        task_id="sense",
+        request_id=submit.output,
+        deferrable=True,
+        poke_interval=0.2,
+        timeout=120,
+    )
+
+for deferrable in (True, False):
+    mode = "deferrable" if deferrable else "sync"
+    with DAG(f"rc_single_edit_{mode}", schedule=None, start_date=START, catchup=False):
+        RunComfyImageEditOperator(
+            task_id="edit", image_urls=[PORTRAIT], prompt="pencil sketch", deferrable=deferrable, poll_interval=0.2
+        )
+    with DAG(f"rc_short_timeout_{mode}", schedule=None, start_date=START, catchup=False):
+        RunComfyImageEditOperator(
+            task_id="edit",
+            image_urls=[PORTRAIT],
+            prompt="pencil sketch",
+            deferrable=deferrable,
+            poll_interval=0.2,
+            timeout=1,
+        )
+
+with DAG("rc_any_model", schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True):
+    RunComfyModelOperator(
+        task_id="echo",
+        model_id="runcomfy/emulator/echo",
+        inputs={"prompt": "{{ dag_run.run_id }}", "numbers": [1, 2, 3]},
+        deferrable=True,
+        poll_interval=0.2,
+    )
