@@ -28,13 +28,14 @@ class RunComfyApiError(RunComfyError):
     RunComfy answered with an error.
 
     :param message: what went wrong, for people.
-    :param status_code: the HTTP status of the answer (``None`` when there was no answer).
+    :param status_code: the HTTP status of the answer (``None`` when there was no answer); kept as
+        ``http_status`` (``AirflowException.status_code`` means something else).
     :param error_code: RunComfy's ``error_code`` when the body carried one.
     """
 
     def __init__(self, message: str, *, status_code: int | None = None, error_code: int | None = None):
         super().__init__(message)
-        self.status_code = status_code
+        self.http_status = status_code
         self.error_code = error_code
 
 

@@ -11,13 +11,13 @@ The trigger and the operators' in-worker wait share :class:`RequestWatch`, so bo
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from airflow_provider_runcomfy.exceptions import describe_error_body
 
 
-class RequestStatus(str, Enum):
+class RequestStatus(StrEnum):
     """The ``status`` word of ``GET /v1/requests/{id}/status``."""
 
     IN_QUEUE = "in_queue"
@@ -41,7 +41,7 @@ class RequestStatus(str, Enum):
         return self is RequestStatus.IN_QUEUE
 
 
-class ResultStatus(str, Enum):
+class ResultStatus(StrEnum):
     """The ``status`` word of ``GET /v1/requests/{id}/result``."""
 
     IN_QUEUE = "in_queue"
@@ -125,7 +125,7 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
     }
 
 
-class EventStatus(str, Enum):
+class EventStatus(StrEnum):
     """The ``status`` of the one event a :class:`RunComfyRequestTrigger` yields (and of the sync wait)."""
 
     SUCCESS = "success"
@@ -159,7 +159,7 @@ class RequestWatch:
         self._last: tuple[RequestStatus | None, Any] | None = None
 
     def observe(self, body: dict[str, Any]) -> RequestStatus | None:
-        """Read a status answer, log it if something changed, and return its status (``None``: unknown word)."""
+        """Read a status answer, log it if it changed, and return its status (``None``: an unknown word)."""
         status = parse_status(body.get("status"))
         seen = (status, body.get("queue_position"))
         if seen != self._last:
@@ -170,7 +170,9 @@ class RequestWatch:
                 self.log.info("RunComfy request %s is running", self.request_id)
             elif status is None:
                 self.log.warning(
-                    "RunComfy request %s has an unknown status %r; polling on", self.request_id, body.get("status")
+                    "RunComfy request %s has an unknown status %r; polling on",
+                    self.request_id,
+                    body.get("status"),
                 )
             else:
                 self.log.info("RunComfy request %s is %s", self.request_id, status.value)
@@ -184,10 +186,16 @@ class RequestWatch:
         """
         status = parse_result_status(result.get("status"))
         if status is ResultStatus.SUCCEEDED:
-            return make_event(EventStatus.SUCCESS, self.request_id, result=summarize_result(result, model_id=None))
+            return make_event(
+                EventStatus.SUCCESS, self.request_id, result=summarize_result(result, model_id=None)
+            )
         if status is ResultStatus.FAILED:
             error = result.get("error")
-            message = describe_error_body(error) if error else "RunComfy reported the job failed without an error text"
+            message = (
+                describe_error_body(error)
+                if error
+                else "RunComfy reported the job failed without an error text"
+            )
             return make_event(EventStatus.FAILED, self.request_id, message=message)
         if status is ResultStatus.CANCELLED:
             return self.cancelled()
@@ -206,9 +214,10 @@ class RequestWatch:
     def timed_out(self, cancelled: bool) -> dict[str, Any]:
         """The event of a job that did not finish in time; says whether the queued job was cancelled."""
         tail = "it was still queued and has been cancelled" if cancelled else "it was not cancelled"
-        return make_event(EventStatus.TIMEOUT, self.request_id, message=f"not finished within the timeout; {tail}")
+        return make_event(
+            EventStatus.TIMEOUT, self.request_id, message=f"not finished within the timeout; {tail}"
+        )
 
     def error(self, message: str) -> dict[str, Any]:
         """The event of a wait that could not go on (auth, not found, too many failed polls)."""
         return make_event(EventStatus.ERROR, self.request_id, message=message)
-

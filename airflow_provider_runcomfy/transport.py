@@ -14,13 +14,15 @@ import functools
 import random
 import ssl
 import time
-from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from airflow_provider_runcomfy import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Mapping
 
 USER_AGENT = f"airflow-provider-runcomfy/{__version__}"
 
@@ -84,7 +86,7 @@ class RetryPolicy:
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> RetryPolicy:
-        """Build the policy from a connection's extra (``max_retries``, ``retry_backoff``, ``retry_max_delay``)."""
+        """Read ``max_retries``, ``retry_backoff`` and ``retry_max_delay`` from a connection's extra."""
         return cls(
             max_retries=int(_number(extra, "max_retries", cls.max_retries)),
             backoff=_number(extra, "retry_backoff", cls.backoff),

@@ -60,7 +60,10 @@ def task_states(dag_run: Any) -> dict[tuple[str, int], str]:
             .filter(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
             .all()
         )
-        return {(ti.task_id, ti.map_index): str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in rows}
+        return {
+            (ti.task_id, ti.map_index): str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+            for ti in rows
+        }
 
 
 def xcoms(dag_run: Any, key: str = "return_value") -> dict[tuple[str, int], Any]:

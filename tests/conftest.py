@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 TESTS_DIR = Path(__file__).resolve().parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="runcomfy-airflow-home-"))
@@ -30,7 +33,7 @@ os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "")
 os.environ.pop("AIRFLOW_CONN_RUNCOMFY_DEFAULT", None)
 
 #: The token every test emulator accepts; tests assert it never leaks.
-TEST_TOKEN = "rc-test-token-9f8e7d6c5b4a"  # noqa: S105 - a fake token for the local emulator
+TEST_TOKEN = "rc-test-token-9f8e7d6c5b4a"
 
 
 @pytest.fixture(scope="session")

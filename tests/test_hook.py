@@ -239,7 +239,7 @@ def test_submit_retries_when_nothing_could_be_sent(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(f"http://127.0.0.1:{port}", max_retries=2))
     attempts: list[float] = []
     monkeypatch.setattr("airflow_provider_runcomfy.hooks.runcomfy.time.sleep", attempts.append)
-    with pytest.raises(RunComfyUnavailableError, match="after 3 attempts.*nothing was sent"):
+    with pytest.raises(RunComfyUnavailableError, match=r"after 3 attempts.*nothing was sent"):
         RunComfyHook().submit(EDIT, {"image_urls": ["https://example.invalid/a.png"], "prompt": "x"})
     assert len(attempts) == 2
 
@@ -325,7 +325,14 @@ def test_token_is_in_no_log_message_or_repr(emu: Any, caplog: pytest.LogCaptureF
     hook.get_status(request_id)
     with pytest.raises(RunComfyNotFoundError) as err:
         hook.get_result("no-such-request")
-    texts = [caplog.text, str(err.value), repr(err.value), repr(hook), repr(hook.settings), repr(hook.client.auth)]
+    texts = [
+        caplog.text,
+        str(err.value),
+        repr(err.value),
+        repr(hook),
+        repr(hook.settings),
+        repr(hook.client.auth),
+    ]
     for text in texts:
         assert TEST_TOKEN not in text
     assert "retry 1 of" in caplog.text  # the retry was logged, without the token
@@ -368,7 +375,9 @@ def test_test_connection(emu: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_connection_without_token_fails_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", '{"conn_type": "runcomfy", "host": "http://127.0.0.1:9"}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RUNCOMFY_DEFAULT", '{"conn_type": "runcomfy", "host": "http://127.0.0.1:9"}'
+    )
     with pytest.raises(RunComfyAuthError, match="no RunComfy API token"):
         RunComfyHook().get_status("abc")
 
@@ -384,7 +393,9 @@ def mock_hook(handler: Any, **retry: Any) -> RunComfyHook:
         retry=RetryPolicy(**{"backoff": 0.0, "max_delay": 0.0, **retry}),
     )
     hook._client = httpx.Client(
-        base_url="https://api.test", transport=httpx.MockTransport(handler), auth=BearerAuth("tok-123456", "https://api.test")
+        base_url="https://api.test",
+        transport=httpx.MockTransport(handler),
+        auth=BearerAuth("tok-123456", "https://api.test"),
     )
     return hook
 

@@ -52,7 +52,8 @@ def test_edit_then_animate_every_output(emu: Any, dags: dict[str, Any], mode: st
     assert result["status"] == "succeeded"
     assert result["urls"] == edit_urls
     assert result["output"] == {"images": edit_urls}
-    assert result["created_at"] and result["finished_at"]
+    assert result["created_at"]
+    assert result["finished_at"]
     assert au.xcoms(run, "result")[("animate", 0)]["model_id"] == VIDEO
 
     # What was sent: the documented labels, each animate got exactly one of the edit's outputs.
@@ -79,7 +80,8 @@ def test_submit_then_sensor(emu: Any, dags: dict[str, Any]) -> None:
     request_id = returns[("submit", -1)]
     assert au.xcoms(run, "request_id")[("submit", -1)] == request_id
     urls = returns[("sense", -1)]
-    assert urls and all(url.startswith(emu.base_url) for url in urls)
+    assert urls
+    assert all(url.startswith(emu.base_url) for url in urls)
     result = au.xcoms(run, "result")[("sense", -1)]
     assert result["request_id"] == request_id
     assert result["model_id"] is None
@@ -97,7 +99,11 @@ def test_any_model_operator(emu: Any, dags: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("mode", ["deferrable", "sync"])
 def test_failed_job_fails_the_task_with_runcomfy_error_text(
-    emu: Any, dags: dict[str, Any], mode: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    emu: Any,
+    dags: dict[str, Any],
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     emu.failure_message = "GPU node lost during sampling"
     run = au.run_dag(dags[f"rc_single_edit_{mode}"])
@@ -111,7 +117,11 @@ def test_failed_job_fails_the_task_with_runcomfy_error_text(
 
 @pytest.mark.parametrize("mode", ["deferrable", "sync"])
 def test_timeout_cancels_the_queued_job(
-    emu: Any, dags: dict[str, Any], mode: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    emu: Any,
+    dags: dict[str, Any],
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     emu.queue_seconds = 60
     run = au.run_dag(dags[f"rc_short_timeout_{mode}"])
@@ -122,7 +132,7 @@ def test_timeout_cancels_the_queued_job(
     request_id = au.xcoms(run, "request_id")[("edit", -1)]
     cancels = [r for r in emu.requests if r.method == "POST" and r.path.endswith("/cancel")]
     assert [r.request_id for r in cancels] == [request_id]
-    status = [r for r in emu.jobs() if r["request_id"] == request_id][0]["status"]
+    status = next(r for r in emu.jobs() if r["request_id"] == request_id)["status"]
     assert status == "cancelled"
 
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+
 from airflow_provider_runcomfy import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_runcomfy.exceptions import (
     RunComfyApiError,
@@ -89,8 +89,8 @@ class ApiSettings:
 
     base_url: str
     token: str = field(repr=False)
-    retry: RetryPolicy = RetryPolicy()
-    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
     def from_connection(cls, conn: Any, extra: Mapping[str, Any]) -> ApiSettings:
@@ -173,12 +173,12 @@ class RunComfyHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel and hide the connection form's fields (Airflow 2.11 asks the hook; 3.2+ the provider info)."""
+        """Relabel and hide the connection form's fields (2.11 asks the hook; 3.2+ the provider info)."""
         return {key: value.copy() for key, value in UI_FIELD_BEHAVIOUR.items()}
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra form fields for the retry and timeout knobs (Airflow 2.11's form; 3.2+ reads ``conn-fields``)."""
+        """Form fields for the retry and timeout knobs (Airflow 2.11's form; 3.2+ reads ``conn-fields``)."""
         try:
             from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
             from flask_babel import lazy_gettext
@@ -430,7 +430,7 @@ class RunComfyHook(BaseHook):
 
     @staticmethod
     def _cancel_outcome(body: dict[str, Any]) -> bool:
-        # Decide on ``outcome``: the docs' own example pairs ``status: completed`` with ``outcome: cancelled``.
+        # Decide on ``outcome``: the docs' example pairs ``status: completed`` with ``outcome: cancelled``.
         outcome = body.get("outcome")
         if outcome == "cancelled":
             return True

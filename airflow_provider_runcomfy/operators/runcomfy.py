@@ -19,13 +19,14 @@ when a task runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
+from airflow.providers.common.compat.sdk import BaseHook, BaseOperator, ResumableJobMixin, conf
+
 from airflow_provider_runcomfy.exceptions import (
+    WAIT_FATAL_ERRORS,
     RunComfyError,
     RunComfyInputError,
     RunComfyJobCancelledError,
@@ -33,9 +34,14 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyJobFailedError,
     RunComfyJobTimeoutError,
     RunComfyNotFoundError,
-    WAIT_FATAL_ERRORS,
 )
-from airflow_provider_runcomfy.jobs import EventStatus, RequestStatus, RequestWatch, ResultStatus, parse_result_status
+from airflow_provider_runcomfy.jobs import (
+    EventStatus,
+    RequestStatus,
+    RequestWatch,
+    ResultStatus,
+    parse_result_status,
+)
 from airflow_provider_runcomfy.validation import (
     EDIT_MODEL_ID,
     SIZE_FIELD,
@@ -47,7 +53,10 @@ from airflow_provider_runcomfy.validation import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.providers.common.compat.sdk import Context
+
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
     from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
 
@@ -165,7 +174,7 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs")
-    template_fields_renderers = {"inputs": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
     ui_color = "#e8f0ff"
     external_id_key = "runcomfy_request_id"
 
@@ -208,7 +217,9 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
     def build_inputs(self) -> dict[str, Any]:
         """The model's inputs from the (rendered) operator fields; subclasses map their own fields here."""
         if not isinstance(self.inputs, dict):
-            raise RunComfyInputError("inputs", f"must be a dict of the model's inputs, got {type(self.inputs).__name__}")
+            raise RunComfyInputError(
+                "inputs", f"must be a dict of the model's inputs, got {type(self.inputs).__name__}"
+            )
         return dict(self.inputs)
 
     # -- execute -----------------------------------------------------------------------------------
@@ -231,7 +242,11 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
 
     def submit_job(self, context: Context) -> str:
         """Probe the input images, submit (the paid step), and push ``request_id`` to XCom at once."""
-        payload = self._payload if self._payload is not None else validate_inputs(self.model_id, self.build_inputs())
+        payload = (
+            self._payload
+            if self._payload is not None
+            else validate_inputs(self.model_id, self.build_inputs())
+        )
         if self.validate_images:
             self._probe_images(payload)
         request_id = self.hook.submit(self.model_id, payload)
@@ -266,7 +281,8 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         """Succeeded: return its outputs without submitting."""
         return parse_result_status(status) is ResultStatus.SUCCEEDED
 
-    def poll_until_complete(self, external_id: Any, context: Context) -> list[str]:
+    # The mixin returns this method's value when it reconnects to a running job, so it returns the URLs.
+    def poll_until_complete(self, external_id: Any, context: Context) -> list[str]:  # type: ignore[override]
         """Wait for the request: defer to the trigger, or poll in the worker; return the output URLs."""
         request_id = str(external_id)
         if self.request_id != request_id:  # a reconnect: the XCom of the earlier try was cleared
@@ -395,7 +411,10 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
 
     def build_inputs(self) -> dict[str, Any]:
         """Map the operator's fields to the model's documented inputs, leaving unset options out."""
-        inputs: dict[str, Any] = {"image_urls": _url_list(self.image_urls, "image_urls"), "prompt": self.prompt}
+        inputs: dict[str, Any] = {
+            "image_urls": _url_list(self.image_urls, "image_urls"),
+            "prompt": self.prompt,
+        }
         if self.size is not None:
             inputs[SIZE_FIELD] = normalize_size(self.size)
         if self.scale is not None:
@@ -438,7 +457,9 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
     def build_inputs(self) -> dict[str, Any]:
         """Send ``image_urls=[image_url]`` as the model documents, leaving unset options out."""
         if not isinstance(self.image_url, str):
-            raise RunComfyInputError("image_url", f"must be one URL string, got {type(self.image_url).__name__}")
+            raise RunComfyInputError(
+                "image_url", f"must be one URL string, got {type(self.image_url).__name__}"
+            )
         inputs: dict[str, Any] = {"image_urls": [self.image_url], "prompt": self.prompt}
         if self.seed is not None:
             inputs["seed"] = self.seed
@@ -455,3 +476,73 @@ def _url_list(value: Any, field: str) -> list[Any]:
         return list(value)
     except TypeError:
         raise RunComfyInputError(field, f"must be a list of URLs, got {type(value).__name__}") from None
+
+
+class RunComfyDownloadOperator(BaseOperator):
+    """
+    Copy RunComfy outputs into your own storage before their links expire.
+
+    RunComfy's output URLs are CDN links whose lifetime is not documented: a pipeline that keeps its
+    results copies them in the same run. Each file is streamed (constant memory) to a temporary name
+    and moved into place only when complete and checked (length, and images opened with Pillow), so
+    a failure never leaves a partial file. File names derive from the URL, so a retry overwrites its
+    own files and runs never mix. The token is never sent to the CDN.
+
+    ``return_value`` is the list of stored locations, in the order of ``urls``.
+
+    :param urls: one URL, a list, or the output of a mapped task (a list of lists, flattened in
+        order), e.g. ``edit.output`` or ``animate.output``. (templated)
+    :param destination: a local directory, or any location Airflow's object storage understands
+        (``file://``, ``s3://``, ``gs://``...). (templated)
+    :param destination_conn_id: the Airflow connection of the object store, when it needs one.
+    :param verify_images: open image outputs with Pillow before keeping them.
+    :param runcomfy_conn_id: a ``runcomfy`` connection whose extra sets the retry policy and timeouts
+        (the same knobs as the hook); without one, the hook's defaults apply.
+    """
+
+    template_fields: Sequence[str] = ("urls", "destination")
+    ui_color = "#eef7ee"
+
+    def __init__(
+        self,
+        *,
+        urls: Any,
+        destination: Any,
+        destination_conn_id: str | None = None,
+        verify_images: bool = True,
+        runcomfy_conn_id: str | None = "runcomfy_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.urls = urls
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.verify_images = verify_images
+        self.runcomfy_conn_id = runcomfy_conn_id
+
+    def execute(self, context: Context) -> list[str]:
+        """Copy every URL and return where each landed."""
+        from airflow_provider_runcomfy.downloads import copy_outputs, flatten_urls
+        from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts
+
+        urls = flatten_urls(self.urls)
+        retry, timeouts = RetryPolicy(), Timeouts()
+        if self.runcomfy_conn_id:
+            try:
+                conn = BaseHook.get_connection(self.runcomfy_conn_id)
+            except Exception:  # no such connection: the defaults are the hook's defaults
+                self.log.debug("No connection %r; using the default retry policy", self.runcomfy_conn_id)
+            else:
+                retry, timeouts = (
+                    RetryPolicy.from_extra(conn.extra_dejson),
+                    Timeouts.from_extra(conn.extra_dejson),
+                )
+        self.log.info("Copying %d RunComfy output(s) to %s", len(urls), self.destination)
+        return copy_outputs(
+            urls,
+            self.destination,
+            retry=retry,
+            timeouts=timeouts,
+            verify_images=self.verify_images,
+            conn_id=self.destination_conn_id,
+        )

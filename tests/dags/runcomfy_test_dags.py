@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 import pendulum
-
 from airflow.providers.common.compat.sdk import DAG, task
+
 from airflow_provider_runcomfy.operators.runcomfy import (
     RunComfyImageEditOperator,
     RunComfyImageToVideoOperator,
@@ -74,7 +74,11 @@ for deferrable in (True, False):
     mode = "deferrable" if deferrable else "sync"
     with DAG(f"rc_single_edit_{mode}", schedule=None, start_date=START, catchup=False):
         RunComfyImageEditOperator(
-            task_id="edit", image_urls=[PORTRAIT], prompt="pencil sketch", deferrable=deferrable, poll_interval=0.2
+            task_id="edit",
+            image_urls=[PORTRAIT],
+            prompt="pencil sketch",
+            deferrable=deferrable,
+            poll_interval=0.2,
         )
     with DAG(f"rc_short_timeout_{mode}", schedule=None, start_date=START, catchup=False):
         RunComfyImageEditOperator(

@@ -1,0 +1,200 @@
+"""
+The main job: run the example DAG ``runcomfy_edit_then_animate`` end to end through Airflow.
+
+Without a token it starts the bundled RunComfy emulator (a separate process on 127.0.0.1), runs the
+DAG against it with the emulator's sample images, copies every output into ``./demo-output/`` and
+prints what was made. With ``RUNCOMFY_API_TOKEN`` set it runs against the real RunComfy API instead
+(and spends money): give your own public image URLs in ``RUNCOMFY_DEMO_IMAGES`` (space separated).
+
+Airflow's own logs go to ``.demo/airflow.log`` so the table stays readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".demo"
+OUTPUT = Path(os.environ.get("RUNCOMFY_DEMO_OUTPUT", ROOT / "demo-output")).resolve()
+DAG_ID = "runcomfy_edit_then_animate"
+
+os.environ["AIRFLOW_HOME"] = str(WORK / "airflow-home")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{WORK / 'airflow-home' / 'airflow.db'}"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+@contextmanager
+def emulator() -> Iterator[str]:
+    """Start ``python -m airflow_provider_runcomfy.emulator`` on a free port; stop it by PID afterwards."""
+    ready = Path(tempfile.mkdtemp(prefix="runcomfy-demo-")) / "ready.json"
+    token = "demo-token"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_runcomfy.emulator",
+            "--port",
+            "0",
+            "--token",
+            token,
+            "--queue-seconds",
+            "1",
+            "--run-seconds",
+            "2",
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the emulator did not start")
+            time.sleep(0.05)
+        base_url = json.loads(ready.read_text())["base_url"]
+        say(f"RunComfy emulator running at {base_url} (pid {proc.pid})")
+        os.environ["AIRFLOW_CONN_RUNCOMFY_DEFAULT"] = json.dumps(
+            {"conn_type": "runcomfy", "host": base_url, "password": token}
+        )
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        say(f"RunComfy emulator stopped (pid {proc.pid})")
+        shutil.rmtree(ready.parent, ignore_errors=True)
+
+
+@contextmanager
+def quiet_airflow(log_file: Path) -> Iterator[None]:
+    """Send Airflow's console output (task logs, structlog) to a file while the DAG runs."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_file, "ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def dimensions(path: Path) -> str:
+    """Width x height of an image (Pillow) or of a Motion-JPEG AVI (its ``avih`` header); '-' otherwise."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return f"{image.width}x{image.height}"
+    except Exception:
+        pass
+    head = path.read_bytes()[:4096]
+    at = head.find(b"avih")
+    if head[:4] == b"RIFF" and at >= 0:
+        width, height = struct.unpack_from("<II", head, at + 8 + 32)
+        return f"{width}x{height}"
+    return "-"
+
+
+def run_dag(images: list[str]) -> Any:
+    from airflow.utils import db
+
+    from airflow_provider_runcomfy.emulator import RunComfyEmulator  # noqa: F401 - fail early if missing
+
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2
+        from airflow.models.dagbag import DagBag
+
+    db.initdb()
+    bag = DagBag(dag_folder=str(ROOT / "example_dags" / f"{DAG_ID}.py"))
+    if bag.import_errors:
+        raise SystemExit(f"the example DAG does not import: {bag.import_errors}")
+    conf = {"images": images, "destination": OUTPUT.as_uri()}
+    return bag.dags[DAG_ID].test(run_conf=conf)
+
+
+def xcom(run: Any, task_id: str, key: str = "return_value") -> dict[int, Any]:
+    sys.path.insert(0, str(ROOT))
+    from tests.airflow_utils import xcoms
+
+    return {index: value for (task, index), value in xcoms(run, key).items() if task == task_id}
+
+
+def main() -> int:
+    token = os.environ.get("RUNCOMFY_API_TOKEN")
+    WORK.mkdir(exist_ok=True)
+    log_file = WORK / "airflow.log"
+    if token:
+        images = os.environ.get("RUNCOMFY_DEMO_IMAGES", "").split()
+        if not images:
+            say("RUNCOMFY_DEMO_IMAGES must list your public JPEG/PNG image URLs (space separated).")
+            return 2
+        os.environ["AIRFLOW_CONN_RUNCOMFY_DEFAULT"] = json.dumps({"conn_type": "runcomfy", "password": token})
+        say("Running against the real RunComfy API (this spends credits).")
+        runner: Any = nullcontext("")
+    else:
+        runner = emulator()
+
+    with runner as base_url:
+        if not token:
+            images = [f"{base_url}/samples/portrait.png", f"{base_url}/samples/landscape.jpg"]
+        say(f"Running DAG {DAG_ID} with {len(images)} reference images; Airflow's log: {log_file}")
+        started = time.monotonic()
+        with quiet_airflow(log_file):
+            run = run_dag(images)
+        say(f"DAG run {run.run_id}: {run.state} in {time.monotonic() - started:.1f} s")
+        if run.state != "success":
+            say(f"The run failed; see {log_file}")
+            return 1
+
+        edit_id = xcom(run, "edit", "request_id")[-1]
+        animate_ids = xcom(run, "animate", "request_id")
+        rows = [("edit", edit_id, path) for path in xcom(run, "keep_images")[-1]]
+        rows += [("animate", animate_ids[i], path) for i, path in enumerate(xcom(run, "keep_videos")[-1])]
+
+    say("")
+    header = ("task", "request id", "file", "size", "dimensions")
+    table = [header]
+    for task, request_id, stored in rows:
+        path = Path(stored.removeprefix("file://"))
+        table.append((task, request_id, str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+                      f"{path.stat().st_size:,} B", dimensions(path)))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for n, row in enumerate(table):
+        say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if n == 0:
+            say("  ".join("-" * width for width in widths))
+    say(f"\n{len(rows)} files in {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
