@@ -98,3 +98,15 @@ with DAG("rc_any_model", schedule=None, start_date=START, catchup=False, render_
         deferrable=True,
         poll_interval=0.2,
     )
+
+for deferrable in (True, False):
+    with DAG(
+        f"rc_durable_{'deferrable' if deferrable else 'sync'}",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        default_args={"retries": 1, "retry_delay": 0},
+    ):
+        RunComfyImageEditOperator(
+            task_id="edit", image_urls=[PORTRAIT], prompt="ink drawing", deferrable=deferrable, poll_interval=0.1
+        )

@@ -1,0 +1,132 @@
+"""
+No duplicate payment on retry (Airflow 3.3+): a new try reconnects to the job of an earlier try.
+
+The request id is saved in the task instance's ``task_state_store`` (which, unlike XCom, survives
+retries). The end-to-end tests make the first try fail while its job is still queued, let Airflow
+retry, and count the submits in the emulator's request log.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_runcomfy.emulator import Fault
+from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator
+from tests import airflow_utils as au
+from tests.conftest import conn_json
+
+try:
+    from airflow.sdk import ResumableJobMixin as _SdkMixin  # noqa: F401
+
+    HAS_TASK_STATE_STORE = True
+except ImportError:
+    HAS_TASK_STATE_STORE = False
+
+needs_33 = pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="task_state_store arrived in Airflow 3.3")
+
+
+def submits(emu: Any) -> list[Any]:
+    return [r for r in emu.requests if r.method == "POST" and r.path.startswith("/v1/models/")]
+
+
+@needs_33
+@pytest.mark.parametrize(("mode", "failing_polls"), [("sync", 5), ("deferrable", 6)])
+def test_retry_reconnects_to_the_running_job(
+    emu: Any, monkeypatch: pytest.MonkeyPatch, mode: str, failing_polls: int
+) -> None:
+    # Every status poll of the first try fails (no hook retries), so it gives up while the job is queued.
+    monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emu.base_url, max_retries=0))
+    emu.queue_seconds, emu.run_seconds = 1.5, 1.0
+    emu.add_fault(Fault(path=r"/status$", kind="status", status=503, times=failing_polls))
+    run = au.run_dag(au.test_dags(emu.base_url)[f"rc_durable_{mode}"])
+
+    assert run.state == "success", au.task_states(run)
+    (submit,) = submits(emu)  # the second try did not pay again
+    assert au.xcoms(run, "request_id")[("edit", -1)] == submit.request_id
+    assert au.xcoms(run)[("edit", -1)][0].startswith(f"{emu.base_url}/files/{submit.request_id}/")
+    failed_polls = [r for r in emu.requests if r.path.endswith("/status") and r.status == 503]
+    assert len(failed_polls) == failing_polls, "the first try really failed"
+
+
+class FakeStore:
+    """The part of ``task_state_store`` the mixin uses; what an earlier try left behind."""
+
+    def __init__(self, **values: Any) -> None:
+        self.values = dict(values)
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self.values[key] = value
+
+
+class FakeTI:
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def edit_operator(emu: Any) -> RunComfyImageEditOperator:
+    return RunComfyImageEditOperator(
+        task_id="edit", image_urls=[emu.sample_url("portrait.png")], prompt="ink", poll_interval=0.1
+    )
+
+
+def finished_job(emu: Any, fail: bool = False) -> str:
+    emu.failure_message = "sampler crashed" if fail else None
+    hook = RunComfyHook()
+    request_id = hook.submit("bytedance/dreamina-4-0/edit", {"image_urls": [emu.sample_url()], "prompt": "x"})
+    deadline = time.monotonic() + 10
+    while hook.get_status(request_id)["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    emu.failure_message = None
+    emu.clear_requests()
+    return request_id
+
+
+@needs_33
+def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: Any) -> None:
+    request_id = finished_job(emu)
+    ti, store = FakeTI(), FakeStore(runcomfy_request_id=request_id)
+    urls = edit_operator(emu).execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
+    assert submits(emu) == []
+    assert urls
+    assert all(f"/files/{request_id}/" in url for url in urls)
+    assert ti.xcom["request_id"] == request_id
+    assert ti.xcom["result"]["urls"] == urls
+
+
+@needs_33
+def test_a_failed_job_of_an_earlier_try_is_submitted_anew(emu: Any) -> None:
+    failed = finished_job(emu, fail=True)
+    ti, store = FakeTI(), FakeStore(runcomfy_request_id=failed)
+    urls = edit_operator(emu).execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
+    (submit,) = submits(emu)
+    assert submit.request_id != failed
+    assert store.values["runcomfy_request_id"] == submit.request_id
+    assert ti.xcom["request_id"] == submit.request_id
+    assert urls
+
+
+@needs_33
+def test_an_expired_request_of_an_earlier_try_is_submitted_anew(emu: Any) -> None:
+    ti, store = FakeTI(), FakeStore(runcomfy_request_id="expired-long-ago")
+    edit_operator(emu).execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
+    assert len(submits(emu)) == 1
+
+
+@pytest.mark.skipif(HAS_TASK_STATE_STORE, reason="before Airflow 3.3 only")
+def test_before_33_each_try_submits_anew(emu: Any) -> None:
+    request_id = finished_job(emu)
+    ti = FakeTI()
+    edit_operator(emu).execute({"ti": ti, "task_state_store": FakeStore(runcomfy_request_id=request_id)})  # type: ignore[arg-type]
+    assert len(submits(emu)) == 1
+    assert ti.xcom["request_id"] != request_id
