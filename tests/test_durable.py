@@ -66,6 +66,8 @@ class FakeStore:
 
 
 class FakeTI:
+    stats_tags: dict[str, str] = {}  # noqa: RUF012 - read by the mixin's metrics
+
     def __init__(self) -> None:
         self.xcom: dict[str, Any] = {}
 

@@ -290,14 +290,9 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
             self._end_time = time.time() + float(self.timeout)
         if self.deferrable:
             # The job may be done already (a quick model, a reconnect): then no deferral at all.
-            event = RequestWatch(request_id, self.log)
-            status = event.observe(self.hook.get_status(request_id))
-            if status is RequestStatus.COMPLETED:
-                outcome = event.outcome(self.hook.get_result(request_id))
-                if outcome is not None:
-                    return self._finish(context, outcome)
-            elif status is RequestStatus.CANCELLED:
-                return self._finish(context, event.cancelled())
+            outcome = self._outcome_if_finished(request_id)
+            if outcome is not None:
+                return self._finish(context, outcome)
             self.defer(
                 trigger=self._trigger(request_id),
                 method_name="execute_complete",
@@ -323,6 +318,25 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         return self._finish(context, outcome)
 
     # -- deferral ----------------------------------------------------------------------------------
+
+    def _outcome_if_finished(self, request_id: str) -> dict[str, Any] | None:
+        """
+        One status check before deferring: the outcome if the job is over, else ``None``.
+
+        Only a shortcut, so a transient failure here is no reason to fail the task: the trigger polls
+        with the same retry policy. Errors no poll can fix (auth, not found) still fail at once.
+        """
+        watch = RequestWatch(request_id, self.log)
+        try:
+            status = watch.observe(self.hook.get_status(request_id))
+            if status is RequestStatus.COMPLETED:
+                return watch.outcome(self.hook.get_result(request_id))
+        except WAIT_FATAL_ERRORS:
+            raise
+        except RunComfyError as err:
+            self.log.warning("Status check of request %s failed (%s); the trigger will poll", request_id, err)
+            return None
+        return watch.cancelled() if status is RequestStatus.CANCELLED else None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger fired: return the URLs on success, raise on anything else."""
