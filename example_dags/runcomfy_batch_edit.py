@@ -47,5 +47,5 @@ with DAG(
     RunComfyDownloadOperator(
         task_id="keep",
         urls=edits.output,
-        destination="{{ params.destination }}/{{ run_id | replace(':', '_') }}",
+        destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
     )

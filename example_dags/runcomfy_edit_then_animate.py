@@ -92,12 +92,12 @@ with DAG(
     keep_images = RunComfyDownloadOperator(
         task_id="keep_images",
         urls=edit.output,
-        destination="{{ params.destination }}/{{ run_id | replace(':', '_') }}/images",
+        destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}/images",
     )
     keep_videos = RunComfyDownloadOperator(
         task_id="keep_videos",
         urls=animate.output,
-        destination="{{ params.destination }}/{{ run_id | replace(':', '_') }}/videos",
+        destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}/videos",
     )
 
     @task

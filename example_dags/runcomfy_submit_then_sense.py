@@ -48,5 +48,5 @@ with DAG(
     RunComfyDownloadOperator(
         task_id="keep",
         urls=wait.output,
-        destination="{{ params.destination }}/{{ run_id | replace(':', '_') }}",
+        destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
     )
