@@ -40,6 +40,16 @@ def edit_inputs(emu: Any, prompt: str = "make it golden hour") -> dict[str, Any]
     return {"image_urls": [emu.sample_url("portrait.png")], "prompt": prompt}
 
 
+def wait_logged(emu: Any, count: int, path_end: str, timeout: float = 5) -> list[Any]:
+    """Wait for delayed requests to reach the log: the emulator logs a request when it answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r for r in emu.requests if r.path.endswith(path_end)]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def posts(emu: Any, path_start: str = "/v1/models/") -> list[Any]:
     return [r for r in emu.requests if r.method == "POST" and r.path.startswith(path_start)]
 
@@ -170,7 +180,7 @@ def test_read_timeout_is_retried(emu: Any, monkeypatch: pytest.MonkeyPatch) -> N
     request_id = hook.submit(EDIT, edit_inputs(emu))
     emu.add_fault(Fault(path=r"/status$", kind="delay", delay_seconds=1.0, times=1))
     assert hook.get_status(request_id)["request_id"] == request_id
-    assert len([r for r in emu.requests if r.path.endswith("/status")]) == 2
+    assert len(wait_logged(emu, 2, "/status")) == 2
 
 
 def test_retries_are_bounded_then_raise_a_clear_error(emu: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,6 +229,7 @@ def test_submit_read_timeout_is_not_retried(emu: Any, monkeypatch: pytest.Monkey
     emu.add_fault(Fault(path=r"^/v1/models/", kind="delay", delay_seconds=1.0, times=1))
     with pytest.raises(RunComfySubmitUncertainError, match="ReadTimeout"):
         RunComfyHook().submit(EDIT, edit_inputs(emu))
+    time.sleep(1.0)  # the delayed submit is logged when the emulator answers it
     assert len(posts(emu)) == 1
 
 
@@ -317,7 +328,9 @@ def test_error_code_on_http_200_is_an_error(emu: Any) -> None:
 # -- the token stays secret ----------------------------------------------------------------------
 
 
-def test_token_is_in_no_log_message_or_repr(emu: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_token_is_in_no_log_message_or_repr(
+    emu: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     caplog.set_level(logging.DEBUG)
     hook = RunComfyHook()
     emu.add_fault(Fault(path=r"/status$", kind="status", status=503, times=1))
@@ -325,8 +338,9 @@ def test_token_is_in_no_log_message_or_repr(emu: Any, caplog: pytest.LogCaptureF
     hook.get_status(request_id)
     with pytest.raises(RunComfyNotFoundError) as err:
         hook.get_result("no-such-request")
+    logs = caplog.text + "".join(capfd.readouterr())  # Airflow 3 logs through structlog to the console
     texts = [
-        caplog.text,
+        logs,
         str(err.value),
         repr(err.value),
         repr(hook),
@@ -335,7 +349,7 @@ def test_token_is_in_no_log_message_or_repr(emu: Any, caplog: pytest.LogCaptureF
     ]
     for text in texts:
         assert TEST_TOKEN not in text
-    assert "retry 1 of" in caplog.text  # the retry was logged, without the token
+    assert "retry 1 of" in logs  # the retry was logged, without the token
 
 
 def test_token_is_registered_with_the_secret_masker(emu: Any) -> None:

@@ -15,10 +15,12 @@ import random
 import struct
 import textwrap
 import zlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 #: Content types of the formats the dynamic image endpoint can make.
 IMAGE_CONTENT_TYPES: dict[str, str] = {
@@ -128,7 +130,7 @@ def sample_names() -> list[str]:
     return list(_SAMPLES)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sample_bytes(name: str) -> tuple[bytes, str]:
     """Encode the demo image ``name`` once and cache it; returns (bytes, content type).
 
@@ -215,11 +217,11 @@ def pad_image(data: bytes, fmt: str, size_bytes: int) -> bytes:
         return data[:2] + b"".join(parts) + data[2:]
     if fmt == "gif":
         # 21 FE, sub-blocks of (len byte + up to 255 bytes), 00 terminator.
-        payload = max(0, (missing - 3) * 255 // 256)
-        while payload + math.ceil(payload / 255) + 3 < missing:
-            payload += 1
+        comment_len = max(0, (missing - 3) * 255 // 256)
+        while comment_len + math.ceil(comment_len / 255) + 3 < missing:
+            comment_len += 1
         blocks = []
-        left = payload
+        left = comment_len
         while left > 0:
             n = min(255, left)
             blocks.append(bytes([n]) + b"#" * n)
@@ -256,7 +258,7 @@ def _draw_caption(img: Image.Image, text: str, max_lines: int | None = None) -> 
     font = _font(size)
     chars = max(8, int(w / (size * 0.56)))
     lines = textwrap.wrap(text, width=chars) or [""]
-    limit = max_lines if max_lines is not None else max(1, int(h * 0.4 / (size + 4)))
+    limit = max_lines if max_lines is not None else max(1, int(h * 0.3 / (size + 4)))
     if len(lines) > limit:
         lines = lines[:limit]
         lines[-1] = lines[-1][: max(0, chars - 1)] + "…"
@@ -306,7 +308,8 @@ def make_echo_output(inputs: Any) -> bytes:
     return buf.getvalue()
 
 
-def make_video_output(data: bytes, prompt: str, frames: int = 24, fps: int = 12, max_side: int = 640) -> bytes:
+def make_video_output(data: bytes, prompt: str, frames: int = 24, fps: int = 12,
+                      max_side: int = 640) -> bytes:
     """The video model's output: a Motion-JPEG AVI of a slow zoom and pan over the input image.
 
     A real, playable file (VLC, ffmpeg, browsers that play AVI) made with Pillow alone in well under

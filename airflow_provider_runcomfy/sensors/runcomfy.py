@@ -6,17 +6,20 @@ another DAG, a script) and hand its output URLs on, exactly like the operators d
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
+
 from airflow_provider_runcomfy.jobs import RequestStatus, RequestWatch
 from airflow_provider_runcomfy.operators.runcomfy import DEFERRAL_GRACE, finish_wait
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.providers.common.compat.sdk import Context
+
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 
 
@@ -85,6 +88,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE,
         )
+        return None
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One look at the request: not done yet, done with URLs, or an error raised at once."""

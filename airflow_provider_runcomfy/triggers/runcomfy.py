@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
 from airflow_provider_runcomfy.exceptions import WAIT_FATAL_ERRORS, RunComfyError
 from airflow_provider_runcomfy.jobs import RequestStatus, RequestWatch
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 class RunComfyRequestTrigger(BaseTrigger):

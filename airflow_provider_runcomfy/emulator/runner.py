@@ -1,0 +1,311 @@
+"""``RunComfyEmulator``: the emulator in a background thread, for synchronous code and pytest fixtures.
+
+The server is asyncio-native; this wrapper owns an event loop in a daemon thread so a test (or a
+user's fixture) can simply write ``with RunComfyEmulator() as emu:`` and point a hook at
+``emu.base_url``. Every method is safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from .media import sample_names as _sample_names
+from .server import EmulatorConfig, EmulatorServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from types import TracebackType
+
+    from .records import Fault, RequestRecord
+
+
+class RunComfyEmulator:
+    """A local, faithful RunComfy Model API on ``http://127.0.0.1:<port>``.
+
+    Example (a pytest fixture)::
+
+        @pytest.fixture
+        def runcomfy():
+            with RunComfyEmulator(queue_seconds=0.2, run_seconds=0.5) as emu:
+                yield emu
+
+        def test_edit(runcomfy, monkeypatch):
+            monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", runcomfy.connection_json())
+            ...  # submit with image_urls=[runcomfy.sample_url("portrait.png")]
+
+    Jobs stay ``in_queue`` for ``queue_seconds`` after submit, ``in_progress`` for ``run_seconds``,
+    then finish: ``failed`` with ``failure_message`` when it is set, else after fetching and checking
+    the input images, ``succeeded`` with real output files served by the emulator. The knobs
+    ``queue_seconds``, ``run_seconds``, ``failure_message``, ``result_ttl_seconds`` and ``balance``
+    can be changed at any time and apply to jobs submitted afterwards.
+
+    Args:
+        host, port: where to listen; port 0 picks a free port (see ``base_url``).
+        token: the valid API token; ``tokens`` adds more (each job belongs to the token that
+            submitted it: another token gets 403001 for it).
+        result_ttl_seconds: once a job finished this long ago, its request id answers 404001 and
+            its output files 404 (``None``: kept while the emulator runs).
+        balance: how many more submits the account can pay for (``None``: unlimited); at 0 a submit
+            answers HTTP 402 with error_code 400002.
+        record_peer_pid: resolve each local client connection's process id (Linux) into the log.
+        max_output_side: longest side of output images, to keep outputs small and fast.
+        public_url: base URL to put in answers instead of ``http://host:port`` (behind a proxy).
+        faults: faults active from the start (see ``Fault``).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str = "emulator-token",
+        *,
+        tokens: Iterable[str] = (),
+        queue_seconds: float = 1.0,
+        run_seconds: float = 2.0,
+        failure_message: str | None = None,
+        result_ttl_seconds: float | None = None,
+        balance: int | None = None,
+        record_peer_pid: bool = False,
+        max_output_side: int = 1024,
+        public_url: str | None = None,
+        verbose: bool = False,
+        faults: Iterable[Fault] = (),
+    ) -> None:
+        self._token = token
+        all_tokens = [token, *(t for t in tokens if t != token)]
+        self._config = EmulatorConfig()
+        self._config.update({
+            "queue_seconds": queue_seconds,
+            "run_seconds": run_seconds,
+            "failure_message": failure_message,
+            "result_ttl_seconds": result_ttl_seconds,
+            "balance": balance,
+        })
+        self._server = EmulatorServer(
+            host=host,
+            port=port,
+            tokens=all_tokens,
+            config=self._config,
+            record_peer_pid=record_peer_pid,
+            max_output_side=max_output_side,
+            public_url=public_url,
+            verbose=verbose,
+        )
+        for fault in faults:
+            self._server.faults.add(fault)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> RunComfyEmulator:
+        """Start serving in a daemon thread; returns once the port is bound (errors are re-raised)."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            if self._stopped:
+                raise RuntimeError("a RunComfyEmulator cannot be restarted; create a new one")
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            thread = threading.Thread(target=self._thread_main, args=(ready, failure),
+                                      name="runcomfy-emulator", daemon=True)
+            thread.start()
+            ready.wait()
+            if failure:
+                thread.join()
+                raise failure[0]
+            self._thread = thread
+            return self
+
+    def _thread_main(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(ready, failure))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+            ready.set()
+
+    async def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        self._stop_event = asyncio.Event()
+        try:
+            await self._server.start()
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            await self._server.close()
+            return
+        ready.set()
+        try:
+            await self._stop_event.wait()
+        finally:
+            await self._server.close()
+
+    def stop(self) -> None:
+        """Stop serving and wait until every socket, task and thread of the emulator is gone."""
+        with self._lock:
+            thread, loop, event = self._thread, self._loop, self._stop_event
+            if thread is None or loop is None or event is None:
+                return
+            loop.call_soon_threadsafe(event.set)
+            thread.join()
+            self._thread = None
+            self._loop = None
+            self._stopped = True
+
+    def __enter__(self) -> RunComfyEmulator:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ addresses
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, without ``/v1`` (the connection's host)."""
+        return self._server.base_url
+
+    @property
+    def port(self) -> int:
+        """The bound port (after ``start()``)."""
+        return self._server.port
+
+    @property
+    def token(self) -> str:
+        """The main valid API token."""
+        return self._token
+
+    def add_token(self, token: str) -> None:
+        """Accept one more API token, as another RunComfy account (for 403001 tests)."""
+        self._server.tokens = self._server.tokens | {token}
+
+    def connection_json(self) -> str:
+        """The Airflow connection for this emulator, for ``AIRFLOW_CONN_RUNCOMFY_DEFAULT``."""
+        return json.dumps({"conn_type": "runcomfy", "host": self.base_url, "password": self._token})
+
+    def sample_names(self) -> list[str]:
+        """Names of the demo input images (all valid for both Dreamina models)."""
+        return _sample_names()
+
+    def sample_url(self, name: str = "portrait.png") -> str:
+        """Public URL of a demo input image; ``KeyError`` for an unknown name."""
+        if name not in _sample_names():
+            raise KeyError(f"unknown sample {name!r}; samples: {', '.join(_sample_names())}")
+        return f"{self.base_url}/samples/{name}"
+
+    def image_url(self, width: int = 800, height: int = 600, fmt: str = "png", size_bytes: int | None = None,
+                  *, nolength: bool = False) -> str:
+        """Public URL of a generated test image: ``fmt`` png, jpeg, gif or webp, padded to
+        ``size_bytes`` (harmless metadata) when given; ``nolength`` serves it without Content-Length."""
+        params: dict[str, Any] = {"w": width, "h": height, "fmt": fmt}
+        if size_bytes is not None:
+            params["bytes"] = size_bytes
+        if nolength:
+            params["nolength"] = 1
+        return f"{self.base_url}/images/gen?{urlencode(params)}"
+
+    def not_image_url(self) -> str:
+        """Public URL of an HTML page, for "this is not an image" tests."""
+        return f"{self.base_url}/images/notimage"
+
+    def blob_url(self, size_bytes: int, content_type: str = "application/octet-stream") -> str:
+        """Public URL streaming ``size_bytes`` deterministic bytes (``media.blob_bytes`` gives them)."""
+        return f"{self.base_url}/blobs/{size_bytes}?{urlencode({'type': content_type})}"
+
+    # ------------------------------------------------------------------ faults and log
+
+    def add_fault(self, fault: Fault) -> None:
+        """Inject ``fault`` into matching requests (after faults already active; first match wins)."""
+        self._server.faults.add(fault)
+
+    def clear_faults(self) -> None:
+        """Remove every active fault."""
+        self._server.faults.clear()
+
+    @property
+    def faults(self) -> list[tuple[Fault, int | None]]:
+        """Active faults with how many more times each applies (``None``: until cleared)."""
+        return self._server.faults.active()
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of the request log, oldest first (control requests are not logged)."""
+        return self._server.log.snapshot()
+
+    def clear_requests(self) -> None:
+        """Empty the request log."""
+        self._server.log.clear()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job the emulator knows: id, model, state, inputs, times, error, output file names."""
+        loop = self._loop
+        if loop is None:
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._jobs_snapshot(), loop)
+        return future.result(timeout=10)
+
+    async def _jobs_snapshot(self) -> list[dict[str, Any]]:
+        return self._server.jobs_snapshot()
+
+    # ------------------------------------------------------------------ knobs
+
+    @property
+    def queue_seconds(self) -> float:
+        """Seconds a new job stays ``in_queue``."""
+        return self._config.queue_seconds
+
+    @queue_seconds.setter
+    def queue_seconds(self, value: float) -> None:
+        self._config.update({"queue_seconds": value})
+
+    @property
+    def run_seconds(self) -> float:
+        """Seconds a new job stays ``in_progress`` (longer if making its outputs takes longer)."""
+        return self._config.run_seconds
+
+    @run_seconds.setter
+    def run_seconds(self, value: float) -> None:
+        self._config.update({"run_seconds": value})
+
+    @property
+    def failure_message(self) -> str | None:
+        """When set, new jobs end ``failed`` with this ``error`` text."""
+        return self._config.failure_message
+
+    @failure_message.setter
+    def failure_message(self, value: str | None) -> None:
+        self._config.update({"failure_message": value})
+
+    @property
+    def result_ttl_seconds(self) -> float | None:
+        """Seconds after finishing when a new job's id starts answering 404001 (``None``: never)."""
+        return self._config.result_ttl_seconds
+
+    @result_ttl_seconds.setter
+    def result_ttl_seconds(self, value: float | None) -> None:
+        self._config.update({"result_ttl_seconds": value})
+
+    @property
+    def balance(self) -> int | None:
+        """Submits the account can still pay for (``None``: unlimited)."""
+        return self._config.balance
+
+    @balance.setter
+    def balance(self, value: int | None) -> None:
+        self._config.update({"balance": value})
