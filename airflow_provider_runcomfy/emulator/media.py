@@ -151,7 +151,9 @@ def sample_bytes(name: str) -> tuple[bytes, str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def generate_image(width: int, height: int, fmt: str, size_bytes: int | None = None) -> bytes:
+def generate_image(
+    width: int, height: int, fmt: str, size_bytes: int | None = None, *, before_frame: bool = False
+) -> bytes:
     """A real image of ``width`` x ``height`` in ``fmt``, padded to at least ``size_bytes``.
 
     Padding is what lets tests produce a 15 MB JPEG or PNG in milliseconds without noise pixels: it
@@ -182,16 +184,18 @@ def generate_image(width: int, height: int, fmt: str, size_bytes: int | None = N
         img.save(buf, "WEBP", quality=80)
     data = buf.getvalue()
     if size_bytes is not None and size_bytes > len(data):
-        data = pad_image(data, key, size_bytes)
+        data = pad_image(data, key, size_bytes, before_frame=before_frame)
     return data
 
 
-def pad_image(data: bytes, fmt: str, size_bytes: int) -> bytes:
+def pad_image(data: bytes, fmt: str, size_bytes: int, *, before_frame: bool = False) -> bytes:
     """Grow an encoded image to ``size_bytes`` (exactly where the format allows, else a little more).
 
     - PNG: one private ancillary chunk ``zzPd`` (with a valid CRC) just before ``IEND``; decoders skip
       unknown ancillary chunks. Exact for any padding of 12 bytes or more.
-    - JPEG: ``COM`` (comment) segments right after ``SOI``, at most 65,533 bytes each. Exact for any
+    - JPEG: ``COM`` (comment) segments, at most 65,533 bytes each, placed after the frame header and
+      just before the scan (``SOS``), where a real photo's bulk lies; ``before_frame=True`` puts them
+      right after ``SOI`` instead, the worst case for a client reading only the header. Exact for any
       padding of 4 bytes or more; 1-3 bytes go after ``EOI``, which decoders ignore.
     - GIF: one comment extension before the trailer (exact or one byte over).
     - WebP: one unknown RIFF chunk ``ZZPD`` at the end (RIFF sizes are even: may be one byte over).
@@ -214,7 +218,8 @@ def pad_image(data: bytes, fmt: str, size_bytes: int) -> bytes:
         for i in range(count):
             n = total_payload // count + (1 if i < total_payload % count else 0)
             parts.append(b"\xff\xfe" + struct.pack(">H", n + 2) + bytes(n))
-        return data[:2] + b"".join(parts) + data[2:]
+        at = 2 if before_frame else _jpeg_scan_offset(data)
+        return data[:at] + b"".join(parts) + data[at:]
     if fmt == "gif":
         # 21 FE, sub-blocks of (len byte + up to 255 bytes), 00 terminator.
         comment_len = max(0, (missing - 3) * 255 // 256)
@@ -234,6 +239,16 @@ def pad_image(data: bytes, fmt: str, size_bytes: int) -> bytes:
     chunk = b"ZZPD" + struct.pack("<I", payload_len) + bytes(payload_len)
     body = data[8:] + chunk
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _jpeg_scan_offset(data: bytes) -> int:
+    """Offset of the first ``SOS`` marker of a baseline JPEG (walking the segment lengths)."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        if data[at + 1] == 0xDA:
+            return at
+        at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
+    return 2
 
 
 # --------------------------------------------------------------------------------------------------

@@ -210,14 +210,17 @@ class RunComfyEmulator:
         return f"{self.base_url}/samples/{name}"
 
     def image_url(self, width: int = 800, height: int = 600, fmt: str = "png", size_bytes: int | None = None,
-                  *, nolength: bool = False) -> str:
+                  *, nolength: bool = False, pad_before_frame: bool = False) -> str:
         """Public URL of a generated test image: ``fmt`` png, jpeg, gif or webp, padded to
-        ``size_bytes`` (harmless metadata) when given; ``nolength`` serves it without Content-Length."""
+        ``size_bytes`` (harmless metadata) when given; ``nolength`` serves it without Content-Length;
+        ``pad_before_frame`` puts a JPEG's padding before its frame header (a header reader's worst case)."""
         params: dict[str, Any] = {"w": width, "h": height, "fmt": fmt}
         if size_bytes is not None:
             params["bytes"] = size_bytes
         if nolength:
             params["nolength"] = 1
+        if pad_before_frame:
+            params["pad"] = "head"
         return f"{self.base_url}/images/gen?{urlencode(params)}"
 
     def not_image_url(self) -> str:

@@ -21,6 +21,7 @@ the emulator uses the statuses RunComfy's own clients map those codes from: 4000
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 import os
 import sys
@@ -637,7 +638,8 @@ class EmulatorServer:
                 raise ValueError(f"w*h must be at most {media.MAX_GENERATED_PIXELS}")
         except ValueError as exc:
             return json_response(400, {"error_message": f"bad image parameters: {exc}"})
-        key = (width, height, fmt, size)
+        head_pad = q.get("pad", "") == "head"
+        key = (width, height, fmt, size, head_pad)
         data = self._image_cache.get(key)
         if data is not None:
             self._image_cache.move_to_end(key)
@@ -645,7 +647,8 @@ class EmulatorServer:
             future = self._image_inflight.get(key)
             if future is None:
                 loop = asyncio.get_running_loop()
-                future = loop.run_in_executor(self._executor, media.generate_image, width, height, fmt, size)
+                make = functools.partial(media.generate_image, width, height, fmt, size, before_frame=head_pad)
+                future = loop.run_in_executor(self._executor, make)
                 self._image_inflight[key] = future
                 future.add_done_callback(lambda fut: self._image_done(key, fut))
             data = await asyncio.shield(future)
