@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "max_retries": {
         "label": "Max retries",
-        "description": "Retries of a status, result or cancel call after a transient error (never of a submit).",
+        "description": "Retries of a status, result or cancel call after a transient error (not a submit).",
         "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
     },
     "retry_backoff": {

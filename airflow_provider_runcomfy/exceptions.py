@@ -122,8 +122,12 @@ class RunComfyJobTimeoutError(RunComfyJobError):
     """The job did not finish within the operator's ``timeout``."""
 
 
-class RunComfyOutputExpiredError(RunComfyError):
-    """An output URL no longer serves its file (HTTP 403/404 from the CDN): the output has expired."""
+class RunComfyOutputExpiredError(RunComfyError, AirflowFailException):
+    """
+    An output URL no longer serves its file (HTTP 403/404/410 from the CDN): the output has expired.
+
+    No retry of the copy can bring it back, so none is spent; the job must be run again.
+    """
 
 
 class RunComfyDownloadError(RunComfyError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-
 from airflow.providers.common.compat.sdk import DAG, Param, task
+
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyDownloadOperator, RunComfyImageEditOperator
 
 with DAG(
@@ -23,7 +23,10 @@ with DAG(
     params={
         "sets": Param(
             [
-                {"image_urls": ["https://example.com/product-1.png"], "prompt": "studio lighting, white background"},
+                {
+                    "image_urls": ["https://example.com/product-1.png"],
+                    "prompt": "studio lighting, white background",
+                },
                 {"image_urls": ["https://example.com/product-2.png"], "prompt": "on a marble table"},
             ],
             type="array",
@@ -31,7 +34,11 @@ with DAG(
         ),
         "destination": Param("file:///tmp/runcomfy-batch", type="string"),
     },
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(hours=1)},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "execution_timeout": timedelta(hours=1),
+    },
     tags=["runcomfy", "example"],
 ) as dag:
 
@@ -40,9 +47,9 @@ with DAG(
         """Read the sets from the run's params: the list the edits are mapped over."""
         return [{"image_urls": s["image_urls"], "prompt": s["prompt"]} for s in context["params"]["sets"]]
 
-    edits = RunComfyImageEditOperator.partial(task_id="edit", force_single=True, deferrable=True).expand_kwargs(
-        input_sets()
-    )
+    edits = RunComfyImageEditOperator.partial(
+        task_id="edit", force_single=True, deferrable=True
+    ).expand_kwargs(input_sets())
 
     RunComfyDownloadOperator(
         task_id="keep",

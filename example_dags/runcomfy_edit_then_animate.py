@@ -23,8 +23,8 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-
 from airflow.providers.common.compat.sdk import DAG, Param, task
+
 from airflow_provider_runcomfy.operators.runcomfy import (
     RunComfyDownloadOperator,
     RunComfyImageEditOperator,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-
 from airflow.providers.common.compat.sdk import DAG, Param
+
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyDownloadOperator, RunComfyImageEditOperator
 from airflow_provider_runcomfy.sensors.runcomfy import RunComfyRequestSensor
 

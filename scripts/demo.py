@@ -21,9 +21,11 @@ import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".demo"
@@ -191,8 +193,15 @@ def main() -> int:
     table = [header]
     for task, request_id, stored in rows:
         path = Path(unquote(urlsplit(stored).path)) if stored.startswith("file:") else Path(stored)
-        table.append((task, request_id, str(path.relative_to(OUTPUT) if path.is_relative_to(OUTPUT) else path),
-                      f"{path.stat().st_size:,} B", dimensions(path)))
+        table.append(
+            (
+                task,
+                request_id,
+                str(path.relative_to(OUTPUT) if path.is_relative_to(OUTPUT) else path),
+                f"{path.stat().st_size:,} B",
+                dimensions(path),
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for n, row in enumerate(table):
         say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))

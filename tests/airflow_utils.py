@@ -43,10 +43,10 @@ def test_dags(emulator_url: str) -> dict[str, Any]:
     return load_dags(Path(__file__).parent / "dags" / "runcomfy_test_dags.py")
 
 
-def run_dag(dag: Any) -> Any:
+def run_dag(dag: Any, run_conf: dict[str, Any] | None = None) -> Any:
     """Run a DAG with ``dag.test()`` (triggers run inline after a serialize round trip) and return the run."""
     init_db()
-    return dag.test()
+    return dag.test(run_conf=run_conf) if run_conf is not None else dag.test()
 
 
 def task_states(dag_run: Any) -> dict[tuple[str, int], str]:

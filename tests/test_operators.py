@@ -174,3 +174,38 @@ def test_token_is_in_no_xcom_and_no_log(
     logs = caplog.text + "".join(capfd.readouterr())
     assert "RunComfy request" in logs  # the task logs were captured
     assert TEST_TOKEN not in logs
+
+
+def test_download_interrupted_mid_file_leaves_nothing_then_a_retry_completes(
+    emu: Any,
+    dags: dict[str, Any],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from airflow_provider_runcomfy.emulator import Fault
+    from tests.conftest import conn_json
+
+    # No in-task retries, so the cut fails the task; running it again stands for Airflow's retry.
+    monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emu.base_url, max_retries=0))
+    image, blob = emu.sample_url("portrait.png"), emu.blob_url(3_000_000, content_type="video/mp4")
+    dest = tmp_path / "out"
+    conf = {"urls": [image, blob], "destination": str(dest)}
+    emu.add_fault(Fault(path=r"^/blobs/", kind="truncate", truncate_after=1_000_000, times=1))
+
+    first = au.run_dag(dags["rc_download"], conf)
+    assert first.state == "failed"
+    logs = caplog.text + "".join(capfd.readouterr())
+    assert "RunComfyDownloadError" in logs
+    assert sorted(p.suffix for p in dest.iterdir()) == [".png"], "no partial video, no temporary file"
+
+    second = au.run_dag(dags["rc_download"], conf)
+    assert second.state == "success", au.task_states(second)
+    stored = au.xcoms(second)[("keep", -1)]
+    assert [p.rsplit(".", 1)[1] for p in stored] == ["png", "mp4"]
+    assert sorted(p.name for p in dest.iterdir()) == sorted(p.rsplit("/", 1)[1] for p in stored)
+    assert (dest / stored[1].rsplit("/", 1)[1]).stat().st_size == 3_000_000
+    blob_gets = [r for r in emu.requests if r.path.startswith("/blobs/")]
+    assert [r.status for r in blob_gets] == [None, 200], "cut once, then copied whole"
+    assert not [r for r in emu.requests if r.auth_header_present], "the CDN never sees the token"

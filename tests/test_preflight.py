@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from airflow.providers.common.compat.sdk import AirflowFailException
+
 from airflow_provider_runcomfy.exceptions import RunComfyInputError
 from airflow_provider_runcomfy.operators.runcomfy import (
     RunComfyImageEditOperator,
@@ -40,12 +40,20 @@ def run(operator: Any) -> Any:
 
 
 def edit(emu: Any, **overrides: Any) -> RunComfyImageEditOperator:
-    kwargs: dict[str, Any] = {"image_urls": [emu.sample_url("portrait.png")], "prompt": "ok", "poll_interval": 0.1}
+    kwargs: dict[str, Any] = {
+        "image_urls": [emu.sample_url("portrait.png")],
+        "prompt": "ok",
+        "poll_interval": 0.1,
+    }
     return RunComfyImageEditOperator(task_id="edit", **{**kwargs, **overrides})
 
 
 def video(emu: Any, **overrides: Any) -> RunComfyImageToVideoOperator:
-    kwargs: dict[str, Any] = {"image_url": emu.sample_url("landscape.jpg"), "prompt": "ok", "poll_interval": 0.1}
+    kwargs: dict[str, Any] = {
+        "image_url": emu.sample_url("landscape.jpg"),
+        "prompt": "ok",
+        "poll_interval": 0.1,
+    }
     return RunComfyImageToVideoOperator(task_id="animate", **{**kwargs, **overrides})
 
 

@@ -74,7 +74,8 @@ def test_parsing_a_dag_loads_no_pillow_hook_or_emulator() -> None:
         "airflow_provider_runcomfy.downloads",
     )
     code = (
-        "import sys; import airflow_provider_runcomfy.operators.runcomfy, airflow_provider_runcomfy.sensors.runcomfy;"
+        "import sys; import airflow_provider_runcomfy.operators.runcomfy;"
+        "import airflow_provider_runcomfy.sensors.runcomfy;"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run(

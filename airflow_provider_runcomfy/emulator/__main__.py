@@ -28,22 +28,44 @@ from .server import EmulatorConfig, EmulatorServer
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments (kept separate so tests and docs can inspect them)."""
-    p = argparse.ArgumentParser(prog="python -m airflow_provider_runcomfy.emulator",
-                                description="Run a local emulator of the RunComfy Model API.")
+    p = argparse.ArgumentParser(
+        prog="python -m airflow_provider_runcomfy.emulator",
+        description="Run a local emulator of the RunComfy Model API.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: a free port)")
     p.add_argument("--token", default="emulator-token", help="the valid API token (default emulator-token)")
-    p.add_argument("--extra-token", action="append", default=[], metavar="TOKEN",
-                   help="another valid token (a second account); repeatable")
+    p.add_argument(
+        "--extra-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="another valid token (a second account); repeatable",
+    )
     p.add_argument("--queue-seconds", type=float, default=1.0, help="seconds a job stays in_queue")
     p.add_argument("--run-seconds", type=float, default=2.0, help="seconds a job stays in_progress")
     p.add_argument("--fail-with", default=None, metavar="TEXT", help="end every job failed with this error")
-    p.add_argument("--result-ttl", type=float, default=None, metavar="S",
-                   help="seconds after finishing when a request id answers 404001 (default: never)")
-    p.add_argument("--balance", type=int, default=None, metavar="N",
-                   help="submits the account can pay for (default: unlimited)")
-    p.add_argument("--fault", action="append", default=[], metavar="JSON",
-                   help='a fault as JSON, e.g. \'{"path": "/status$", "status": 503}\'; repeatable')
+    p.add_argument(
+        "--result-ttl",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds after finishing when a request id answers 404001 (default: never)",
+    )
+    p.add_argument(
+        "--balance",
+        type=int,
+        default=None,
+        metavar="N",
+        help="submits the account can pay for (default: unlimited)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a fault as JSON, e.g. \'{"path": "/status$", "status": 503}\'; repeatable',
+    )
     p.add_argument("--record-peer-pid", action="store_true", help="log each local client's process id")
     p.add_argument("--max-output-side", type=int, default=1024, help="longest side of output images")
     p.add_argument("--public-url", default=None, help="base URL to put in answers (behind a proxy)")
@@ -54,13 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _main(args: argparse.Namespace) -> int:
     config = EmulatorConfig()
-    config.update({
-        "queue_seconds": args.queue_seconds,
-        "run_seconds": args.run_seconds,
-        "failure_message": args.fail_with,
-        "result_ttl_seconds": args.result_ttl,
-        "balance": args.balance,
-    })
+    config.update(
+        {
+            "queue_seconds": args.queue_seconds,
+            "run_seconds": args.run_seconds,
+            "failure_message": args.fail_with,
+            "result_ttl_seconds": args.result_ttl,
+            "balance": args.balance,
+        }
+    )
     server = EmulatorServer(
         host=args.host,
         port=args.port,
@@ -85,8 +109,10 @@ async def _main(args: argparse.Namespace) -> int:
                 json.dump({"base_url": server.base_url, "port": server.port, "pid": os.getpid()}, fh)
             os.replace(tmp, args.ready_file)
         conn = json.dumps({"conn_type": "runcomfy", "host": server.base_url, "password": args.token})
-        print(f"RUNCOMFY_EMULATOR_URL={server.base_url} AIRFLOW_CONN_RUNCOMFY_DEFAULT={shlex.quote(conn)}",
-              flush=True)
+        print(
+            f"RUNCOMFY_EMULATOR_URL={server.base_url} AIRFLOW_CONN_RUNCOMFY_DEFAULT={shlex.quote(conn)}",
+            flush=True,
+        )
         await stop.wait()
     finally:
         await server.close()

@@ -23,8 +23,12 @@ class EmulatorControl:
 
     def _call(self, method: str, path: str, data: Any = None) -> Any:
         body = None if data is None else json.dumps(data).encode("utf-8")
-        request = urllib.request.Request(f"{self.base_url}/_emulator/{path}", data=body, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.base_url}/_emulator/{path}",
+            data=body,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with self._opener.open(request, timeout=self.timeout) as resp:
             return json.loads(resp.read() or b"null")
 

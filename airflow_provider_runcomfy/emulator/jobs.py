@@ -137,8 +137,9 @@ def fetch_input(url: str, index: int, limit: int) -> bytes:
         raise JobFailure(f"{field_name}: could not fetch {url}: {reason}") from exc
 
 
-def run_job(spec: ModelSpec, params: dict[str, Any],
-            max_side: int) -> tuple[list[OutputFile], dict[str, Any]]:
+def run_job(
+    spec: ModelSpec, params: dict[str, Any], max_side: int
+) -> tuple[list[OutputFile], dict[str, Any]]:
     """Do a job's blocking work: fetch and check input images, make the output files.
 
     Returns the files and the output object with file *names* (the server turns them into URLs).
@@ -157,8 +158,11 @@ def run_job(spec: ModelSpec, params: dict[str, Any],
         if spec.kind == "edit":
             count = edit_output_count(params)
             files = [
-                OutputFile(f"image_{i}.png", "image/png",
-                           media.make_edit_output(images[i], params["prompt"], i, count, max_side))
+                OutputFile(
+                    f"image_{i}.png",
+                    "image/png",
+                    media.make_edit_output(images[i], params["prompt"], i, count, max_side),
+                )
                 for i in range(count)
             ]
             return files, {"images": [f.name for f in files]}

@@ -59,8 +59,9 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _gradient(size: tuple[int, int], top: tuple[int, int, int], bottom: tuple[int, int, int],
-              horizontal: bool = False) -> Image.Image:
+def _gradient(
+    size: tuple[int, int], top: tuple[int, int, int], bottom: tuple[int, int, int], horizontal: bool = False
+) -> Image.Image:
     """A two-colour gradient built from Pillow's 256-px ramp: fast even for very large sizes."""
     ramp = Image.linear_gradient("L")
     if horizontal:
@@ -85,8 +86,10 @@ def _sample_portrait() -> Image.Image:
     img = _gradient((w, h), (255, 170, 90), (92, 52, 140))
     draw = ImageDraw.Draw(img)
     draw.ellipse((w * 0.3, h * 0.18, w * 0.7, h * 0.48), fill=(255, 226, 150))
-    draw.polygon([(0, h * 0.72), (w * 0.35, h * 0.5), (w * 0.62, h * 0.7), (w, h * 0.55), (w, h), (0, h)],
-                 fill=(52, 34, 84))
+    draw.polygon(
+        [(0, h * 0.72), (w * 0.35, h * 0.5), (w * 0.62, h * 0.7), (w, h * 0.55), (w, h), (0, h)],
+        fill=(52, 34, 84),
+    )
     draw.polygon([(0, h * 0.86), (w * 0.5, h * 0.74), (w, h * 0.88), (w, h), (0, h)], fill=(30, 20, 50))
     return img
 
@@ -171,8 +174,9 @@ def generate_image(
     if side >= 24:
         draw.rectangle((0, 0, width - 1, height - 1), outline=(255, 255, 255), width=max(1, side // 100))
         font = _font(max(10, min(96, side // 10)))
-        draw.text((width / 2, height / 2), f"{width}x{height} {key}", fill=(255, 255, 255), font=font,
-                  anchor="mm")
+        draw.text(
+            (width / 2, height / 2), f"{width}x{height} {key}", fill=(255, 255, 255), font=font, anchor="mm"
+        )
     buf = io.BytesIO()
     if key == "png":
         img.save(buf, "PNG", compress_level=1)
@@ -280,8 +284,9 @@ def _draw_caption(img: Image.Image, text: str, max_lines: int | None = None) -> 
     band = (size + 4) * len(lines) + size
     draw = ImageDraw.Draw(img)
     draw.rectangle((0, h - band, w, h), fill=(16, 16, 24))
-    draw.multiline_text((size // 2, h - band + size // 2), "\n".join(lines), fill=(255, 255, 255), font=font,
-                        spacing=4)
+    draw.multiline_text(
+        (size // 2, h - band + size // 2), "\n".join(lines), fill=(255, 255, 255), font=font, spacing=4
+    )
     return band
 
 
@@ -297,8 +302,14 @@ def make_edit_output(data: bytes, prompt: str, index: int, count: int, max_side:
     frame = max(3, min(w, h) // 60)
     draw.rectangle((0, 0, w - 1, h - 1), outline=(250, 200, 40), width=frame)
     label = f"RunComfy emulator · edit {index + 1}/{count}"
-    draw.text((frame * 2, frame * 2), label, fill=(255, 255, 255), font=_font(max(10, min(24, w // 36))),
-              stroke_width=2, stroke_fill=(0, 0, 0))
+    draw.text(
+        (frame * 2, frame * 2),
+        label,
+        fill=(255, 255, 255),
+        font=_font(max(10, min(24, w // 36))),
+        stroke_width=2,
+        stroke_fill=(0, 0, 0),
+    )
     _draw_caption(img, prompt)
     buf = io.BytesIO()
     img.save(buf, "PNG", compress_level=1)
@@ -323,8 +334,9 @@ def make_echo_output(inputs: Any) -> bytes:
     return buf.getvalue()
 
 
-def make_video_output(data: bytes, prompt: str, frames: int = 24, fps: int = 12,
-                      max_side: int = 640) -> bytes:
+def make_video_output(
+    data: bytes, prompt: str, frames: int = 24, fps: int = 12, max_side: int = 640
+) -> bytes:
     """The video model's output: a Motion-JPEG AVI of a slow zoom and pan over the input image.
 
     A real, playable file (VLC, ffmpeg, browsers that play AVI) made with Pillow alone in well under
@@ -383,7 +395,10 @@ def write_mjpeg_avi(jpegs: Sequence[bytes], width: int, height: int, fps: int) -
         biggest,  # dwSuggestedBufferSize
         width,
         height,
-        0, 0, 0, 0,
+        0,
+        0,
+        0,
+        0,
     )
     strh = struct.pack(
         "<4s4sIHHIIIIIIIIhhhh",
@@ -400,7 +415,10 @@ def write_mjpeg_avi(jpegs: Sequence[bytes], width: int, height: int, fps: int) -
         biggest,  # dwSuggestedBufferSize
         0xFFFFFFFF,  # dwQuality: default
         0,  # dwSampleSize: variable
-        0, 0, width, height,  # rcFrame
+        0,
+        0,
+        width,
+        height,  # rcFrame
     )
     strf = struct.pack("<IiiHH4sIiiII", 40, width, height, 1, 24, b"MJPG", width * height * 3, 0, 0, 0, 0)
     hdrl = lst(b"hdrl", chunk(b"avih", avih) + lst(b"strl", chunk(b"strh", strh) + chunk(b"strf", strf)))

@@ -265,8 +265,13 @@ def validate_edit(inputs: dict[str, Any]) -> dict[str, Any]:
     force_single = inputs.get("force_single", False)
     if not isinstance(force_single, bool):
         raise InputError("force_single", f"must be a boolean, got {_type_name(force_single)}")
-    return {"image_urls": urls, "prompt": prompt, SIZE_FIELD: size, "scale": float(scale),
-            "force_single": force_single}
+    return {
+        "image_urls": urls,
+        "prompt": prompt,
+        SIZE_FIELD: size,
+        "scale": float(scale),
+        "force_single": force_single,
+    }
 
 
 def validate_video(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -292,9 +297,11 @@ def edit_output_count(params: dict[str, Any]) -> int:
 
 
 MODELS: dict[str, ModelSpec] = {
-    EDIT_MODEL: ModelSpec(EDIT_MODEL, "edit", validate_edit, EDIT_IMAGE_RULES,
-                          lambda p: round(0.03 * edit_output_count(p), 4)),
-    VIDEO_MODEL: ModelSpec(VIDEO_MODEL, "video", validate_video, VIDEO_IMAGE_RULES,
-                           lambda p: 0.25 if p["frames"] == 121 else 0.5),
+    EDIT_MODEL: ModelSpec(
+        EDIT_MODEL, "edit", validate_edit, EDIT_IMAGE_RULES, lambda p: round(0.03 * edit_output_count(p), 4)
+    ),
+    VIDEO_MODEL: ModelSpec(
+        VIDEO_MODEL, "video", validate_video, VIDEO_IMAGE_RULES, lambda p: 0.25 if p["frames"] == 121 else 0.5
+    ),
     ECHO_MODEL: ModelSpec(ECHO_MODEL, "echo", validate_echo, None, lambda p: 0.0),
 }

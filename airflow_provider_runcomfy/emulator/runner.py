@@ -78,13 +78,15 @@ class RunComfyEmulator:
         self._token = token
         all_tokens = [token, *(t for t in tokens if t != token)]
         self._config = EmulatorConfig()
-        self._config.update({
-            "queue_seconds": queue_seconds,
-            "run_seconds": run_seconds,
-            "failure_message": failure_message,
-            "result_ttl_seconds": result_ttl_seconds,
-            "balance": balance,
-        })
+        self._config.update(
+            {
+                "queue_seconds": queue_seconds,
+                "run_seconds": run_seconds,
+                "failure_message": failure_message,
+                "result_ttl_seconds": result_ttl_seconds,
+                "balance": balance,
+            }
+        )
         self._server = EmulatorServer(
             host=host,
             port=port,
@@ -114,8 +116,9 @@ class RunComfyEmulator:
                 raise RuntimeError("a RunComfyEmulator cannot be restarted; create a new one")
             ready = threading.Event()
             failure: list[BaseException] = []
-            thread = threading.Thread(target=self._thread_main, args=(ready, failure),
-                                      name="runcomfy-emulator", daemon=True)
+            thread = threading.Thread(
+                target=self._thread_main, args=(ready, failure), name="runcomfy-emulator", daemon=True
+            )
             thread.start()
             ready.wait()
             if failure:
@@ -165,8 +168,9 @@ class RunComfyEmulator:
     def __enter__(self) -> RunComfyEmulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -209,8 +213,16 @@ class RunComfyEmulator:
             raise KeyError(f"unknown sample {name!r}; samples: {', '.join(_sample_names())}")
         return f"{self.base_url}/samples/{name}"
 
-    def image_url(self, width: int = 800, height: int = 600, fmt: str = "png", size_bytes: int | None = None,
-                  *, nolength: bool = False, pad_before_frame: bool = False) -> str:
+    def image_url(
+        self,
+        width: int = 800,
+        height: int = 600,
+        fmt: str = "png",
+        size_bytes: int | None = None,
+        *,
+        nolength: bool = False,
+        pad_before_frame: bool = False,
+    ) -> str:
         """Public URL of a generated test image: ``fmt`` png, jpeg, gif or webp, padded to
         ``size_bytes`` (harmless metadata) when given; ``nolength`` serves it without Content-Length;
         ``pad_before_frame`` puts a JPEG's padding before its frame header (a header reader's worst case)."""

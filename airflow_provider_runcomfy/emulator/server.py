@@ -21,8 +21,8 @@ the emulator uses the statuses RunComfy's own clients map those codes from: 4000
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -98,8 +98,9 @@ class EmulatorConfig:
                     raise ValueError(f"{key} must be a number >= 0")
                 checked[key] = float(value)
             elif key == "result_ttl_seconds":
-                if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                          or not value >= 0):
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0
+                ):
                     raise ValueError(f"{key} must be a number >= 0 or null")
                 checked[key] = None if value is None else float(value)
             elif key == "failure_message":
@@ -139,8 +140,9 @@ class _Ctx:
         self.fault: str | None = None
 
 
-def _api_error(status: int, code: int, message: str,
-               headers: list[tuple[str, str]] | None = None) -> Response:
+def _api_error(
+    status: int, code: int, message: str, headers: list[tuple[str, str]] | None = None
+) -> Response:
     return json_response(status, {"error_code": code, "error_message": message}, headers)
 
 
@@ -342,8 +344,13 @@ class EmulatorServer:
             await self._record(request, conn, outcome, ctx)
 
         sent = await write_response(writer, request, response, request.keep_alive, before_send=record)
-        return (sent is not None and request.keep_alive and not response.close and not response.no_length
-                and response.truncate_after is None)
+        return (
+            sent is not None
+            and request.keep_alive
+            and not response.close
+            and not response.no_length
+            and response.truncate_after is None
+        )
 
     async def _record(self, request: Request, conn: _Conn, status: int | None, ctx: _Ctx) -> None:
         pid: int | None = None
@@ -408,11 +415,19 @@ class EmulatorServer:
         path, method = request.path, request.method
         if path.startswith("/v1/"):
             if token is None:
-                return _api_error(401, 400004, "UserAccountError: missing API token (Authorization: Bearer)",
-                                  [("WWW-Authenticate", "Bearer")])
+                return _api_error(
+                    401,
+                    400004,
+                    "UserAccountError: missing API token (Authorization: Bearer)",
+                    [("WWW-Authenticate", "Bearer")],
+                )
             if not ctx.authorized:
-                return _api_error(401, 400004, "UserAccountError: invalid or expired API token",
-                                  [("WWW-Authenticate", "Bearer")])
+                return _api_error(
+                    401,
+                    400004,
+                    "UserAccountError: invalid or expired API token",
+                    [("WWW-Authenticate", "Bearer")],
+                )
             if path.startswith("/v1/models/"):
                 if method != "POST":
                     return _method_not_allowed("POST")
@@ -486,12 +501,15 @@ class EmulatorServer:
         job.task = asyncio.get_running_loop().create_task(self._run_job(job))
         ctx.request_id = rid
         base = f"{self.base_url}/v1/requests/{rid}"
-        return json_response(200, {
-            "request_id": rid,
-            "status_url": f"{base}/status",
-            "result_url": f"{base}/result",
-            "cancel_url": f"{base}/cancel",
-        })
+        return json_response(
+            200,
+            {
+                "request_id": rid,
+                "status_url": f"{base}/status",
+                "result_url": f"{base}/result",
+                "cancel_url": f"{base}/cancel",
+            },
+        )
 
     async def _run_job(self, job: Job) -> None:
         """Wait for the job's start, then do its work in the thread pool so outputs precede completion."""
@@ -607,14 +625,19 @@ class EmulatorServer:
         if job is None or job.is_expired(now) or job.state(now) != SUCCEEDED or name not in job.files:
             return _not_found(path)
         out = job.files[name]
-        return Response(body=out.data, content_type=out.content_type, ranged=True,
-                        headers=[("Cache-Control", "public, max-age=86400")])
+        return Response(
+            body=out.data,
+            content_type=out.content_type,
+            ranged=True,
+            headers=[("Cache-Control", "public, max-age=86400")],
+        )
 
     async def _sample(self, path: str) -> Response:
         if path in ("/samples", "/samples/"):
             names = media.sample_names()
-            return json_response(200, {"samples": [{"name": n, "url": f"{self.base_url}/samples/{n}"}
-                                                   for n in names]})
+            return json_response(
+                200, {"samples": [{"name": n, "url": f"{self.base_url}/samples/{n}"} for n in names]}
+            )
         name = path[len("/samples/") :]
         if name not in media.sample_names():
             return _not_found(path)
@@ -647,14 +670,17 @@ class EmulatorServer:
             future = self._image_inflight.get(key)
             if future is None:
                 loop = asyncio.get_running_loop()
-                make = functools.partial(media.generate_image, width, height, fmt, size, before_frame=head_pad)
+                make = functools.partial(
+                    media.generate_image, width, height, fmt, size, before_frame=head_pad
+                )
                 future = loop.run_in_executor(self._executor, make)
                 self._image_inflight[key] = future
                 future.add_done_callback(lambda fut: self._image_done(key, fut))
             data = await asyncio.shield(future)
         no_length = q.get("nolength", "").lower() in _TRUE
-        return Response(body=data, content_type=media.IMAGE_CONTENT_TYPES[fmt], no_length=no_length,
-                        ranged=not no_length)
+        return Response(
+            body=data, content_type=media.IMAGE_CONTENT_TYPES[fmt], no_length=no_length, ranged=not no_length
+        )
 
     def _image_done(self, key: tuple[Any, ...], future: asyncio.Future[bytes]) -> None:
         self._image_inflight.pop(key, None)
@@ -685,8 +711,10 @@ class EmulatorServer:
         path, method = request.path.rstrip("/"), request.method
         try:
             if path == "/_emulator/health" and method == "GET":
-                return json_response(200, {"status": "ok", "base_url": self.base_url, "pid": os.getpid(),
-                                           "jobs": len(self._jobs)})
+                return json_response(
+                    200,
+                    {"status": "ok", "base_url": self.base_url, "pid": os.getpid(), "jobs": len(self._jobs)},
+                )
             if path == "/_emulator/requests":
                 if method == "GET":
                     since = float(request.query.get("since", "-inf"))
@@ -696,8 +724,9 @@ class EmulatorServer:
                     return json_response(200, {"cleared": self.log.clear()})
             if path == "/_emulator/faults":
                 if method == "GET":
-                    return json_response(200, [{"fault": f.to_dict(), "remaining": n}
-                                               for f, n in self.faults.active()])
+                    return json_response(
+                        200, [{"fault": f.to_dict(), "remaining": n} for f, n in self.faults.active()]
+                    )
                 if method == "POST":
                     data = request.json()
                     items = data if isinstance(data, list) else [data]
@@ -724,14 +753,16 @@ class EmulatorServer:
         out = []
         for job in self._jobs.values():
             finished = job.finished_at(now)
-            out.append({
-                "request_id": job.request_id,
-                "model_id": job.spec.model_id,
-                "status": "expired" if job.is_expired(now) else job.state(now),
-                "inputs": job.inputs,
-                "created_at": iso(job.created_at),
-                "finished_at": iso(finished),
-                "error": job.error if finished is not None else None,
-                "output_files": sorted(job.files),
-            })
+            out.append(
+                {
+                    "request_id": job.request_id,
+                    "model_id": job.spec.model_id,
+                    "status": "expired" if job.is_expired(now) else job.state(now),
+                    "inputs": job.inputs,
+                    "created_at": iso(job.created_at),
+                    "finished_at": iso(finished),
+                    "error": job.error if finished is not None else None,
+                    "output_files": sorted(job.files),
+                }
+            )
         return out

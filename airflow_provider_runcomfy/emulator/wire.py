@@ -220,9 +220,13 @@ def _parse_range(header: str, length: int) -> tuple[int, int] | bool | None:
     return start, min(end, length)
 
 
-async def write_response(writer: asyncio.StreamWriter, request: Request | None, response: Response,
-                         keep_alive: bool,
-                         before_send: Callable[[int | None], Awaitable[None]] | None = None) -> int | None:
+async def write_response(
+    writer: asyncio.StreamWriter,
+    request: Request | None,
+    response: Response,
+    keep_alive: bool,
+    before_send: Callable[[int | None], Awaitable[None]] | None = None,
+) -> int | None:
     """Write ``response``; returns the status sent, or ``None`` when no complete answer was sent.
 
     ``before_send`` is awaited with that same outcome before the first byte goes out: the request

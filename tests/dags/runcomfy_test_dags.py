@@ -13,6 +13,7 @@ import pendulum
 from airflow.providers.common.compat.sdk import DAG, task
 
 from airflow_provider_runcomfy.operators.runcomfy import (
+    RunComfyDownloadOperator,
     RunComfyImageEditOperator,
     RunComfyImageToVideoOperator,
     RunComfyModelOperator,
@@ -108,5 +109,19 @@ for deferrable in (True, False):
         default_args={"retries": 1, "retry_delay": 0},
     ):
         RunComfyImageEditOperator(
-            task_id="edit", image_urls=[PORTRAIT], prompt="ink drawing", deferrable=deferrable, poll_interval=0.1
+            task_id="edit",
+            image_urls=[PORTRAIT],
+            prompt="ink drawing",
+            deferrable=deferrable,
+            poll_interval=0.1,
         )
+
+with DAG(
+    "rc_download",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    render_template_as_native_obj=True,
+    params={"urls": [], "destination": ""},
+):
+    RunComfyDownloadOperator(task_id="keep", urls="{{ params.urls }}", destination="{{ params.destination }}")

@@ -61,7 +61,10 @@ def test_life_cycle_words_and_bodies(rc: RunComfyEmulator, client: httpx.Client)
     dedup = [w for i, w in enumerate(statuses) if i == 0 or statuses[i - 1] != w]
     assert dedup == ["in_queue", "in_progress", "completed"]
     assert [w for i, w in enumerate(results) if i == 0 or results[i - 1] != w] == [
-        "in_queue", "in_progress", "succeeded"]
+        "in_queue",
+        "in_progress",
+        "succeeded",
+    ]
     assert list(res) == ["request_id", "status", "output", "created_at", "finished_at"]
     created = datetime.fromisoformat(res["created_at"])
     finished = datetime.fromisoformat(res["finished_at"])
@@ -101,8 +104,9 @@ def test_edit_outputs_are_real_pngs_served_without_auth(rc: RunComfyEmulator, cl
 
 
 @pytest.mark.parametrize(("count", "force_single", "expected"), [(1, False, 1), (5, False, 4), (3, True, 1)])
-def test_edit_output_count(rc: RunComfyEmulator, client: httpx.Client, count: int, force_single: bool,
-                           expected: int) -> None:
+def test_edit_output_count(
+    rc: RunComfyEmulator, client: httpx.Client, count: int, force_single: bool, expected: int
+) -> None:
     rc.queue_seconds, rc.run_seconds = 0.0, 0.05
     urls = [rc.sample_url("square.png")] * count
     inputs = {"prompt": "x", "image_urls": urls, "force_single": force_single}

@@ -159,8 +159,20 @@ def test_control_endpoints(rc: RunComfyEmulator, client: httpx.Client) -> None:
     records = httpx.get(f"{base}/requests").json()
     assert records
     assert not any(rec["path"].startswith("/_emulator/") for rec in records)
-    assert {"time", "method", "path", "query", "status", "authorized", "auth_header_present", "user_agent",
-            "body", "request_id", "peer", "pid"} <= set(records[0])
+    assert {
+        "time",
+        "method",
+        "path",
+        "query",
+        "status",
+        "authorized",
+        "auth_header_present",
+        "user_agent",
+        "body",
+        "request_id",
+        "peer",
+        "pid",
+    } <= set(records[0])
     assert httpx.delete(f"{base}/requests").json()["cleared"] == len(records)
     assert httpx.get(f"{base}/requests").json() == []
 

@@ -56,10 +56,13 @@ VIDEO_CASES: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("model", "inputs", "field"),
-                         [(EDIT, i, f) for i, f in EDIT_CASES] + [(VIDEO, i, f) for i, f in VIDEO_CASES])
-def test_field_rules_answer_400_naming_the_field(rc: RunComfyEmulator, client: httpx.Client, model: str,
-                                                 inputs: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "inputs", "field"),
+    [(EDIT, i, f) for i, f in EDIT_CASES] + [(VIDEO, i, f) for i, f in VIDEO_CASES],
+)
+def test_field_rules_answer_400_naming_the_field(
+    rc: RunComfyEmulator, client: httpx.Client, model: str, inputs: dict[str, Any], field: str
+) -> None:
     jobs_before = len(rc.jobs())
     r = client.post(f"/v1/models/{model}", json=inputs)
     assert r.status_code == 400
@@ -78,8 +81,13 @@ def test_body_must_be_a_json_object(client: httpx.Client, body: bytes) -> None:
 
 def test_valid_inputs_with_every_field(rc: RunComfyEmulator, client: httpx.Client) -> None:
     rc.queue_seconds, rc.run_seconds = 0.0, 0.05
-    edit = {"image_urls": [rc.sample_url()], "prompt": "x" * 800, SIZE_FIELD: "2560x1440(16:9)",
-            "scale": 1, "force_single": True}
+    edit = {
+        "image_urls": [rc.sample_url()],
+        "prompt": "x" * 800,
+        SIZE_FIELD: "2560x1440(16:9)",
+        "scale": 1,
+        "force_single": True,
+    }
     video = {"image_urls": [rc.sample_url("landscape.jpg")], "prompt": "pan", "seed": 42, "frames": 241}
     assert wait_result(client, submit(client, EDIT, edit))["status"] == "succeeded"
     assert wait_result(client, submit(client, VIDEO, video))["status"] == "succeeded"
@@ -108,8 +116,9 @@ IMAGE_CASES: list[tuple[str, dict[str, Any], str | None]] = [
 
 
 @pytest.mark.parametrize(("model", "spec", "error"), IMAGE_CASES)
-def test_image_rules_when_the_job_runs(rc: RunComfyEmulator, client: httpx.Client, model: str,
-                                       spec: dict[str, Any], error: str | None) -> None:
+def test_image_rules_when_the_job_runs(
+    rc: RunComfyEmulator, client: httpx.Client, model: str, spec: dict[str, Any], error: str | None
+) -> None:
     rc.queue_seconds, rc.run_seconds = 0.0, 0.05
     url = rc.image_url(spec.get("w", 800), spec.get("h", 600), spec.get("fmt", "png"), spec.get("bytes"))
     rid = submit(client, model, {"prompt": "x", "image_urls": [url]})  # accepted: checked when running

@@ -26,8 +26,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_samples_are_valid_inputs(rc: RunComfyEmulator) -> None:
-    expected = {"portrait.png": ("PNG", (768, 1024)), "landscape.jpg": ("JPEG", (1280, 720)),
-                "square.png": ("PNG", (1024, 1024))}
+    expected = {
+        "portrait.png": ("PNG", (768, 1024)),
+        "landscape.jpg": ("JPEG", (1280, 720)),
+        "square.png": ("PNG", (1024, 1024)),
+    }
     assert set(rc.sample_names()) >= set(expected)
     for name, (fmt, size) in expected.items():
         r = httpx.get(rc.sample_url(name))
@@ -122,9 +125,16 @@ def test_keep_alive_pipelining_and_bad_requests(rc: RunComfyEmulator) -> None:
     assert len({r.peer for r in rc.requests}) == 1
     assert _raw_exchange(rc.port, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400")
     body = json.dumps({"k": "v"}).encode()
-    chunked = (b"POST /v1/models/" + ECHO.encode() + b" HTTP/1.1\r\nHost: x\r\n" + auth
-               + b"Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
-               + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    chunked = (
+        b"POST /v1/models/"
+        + ECHO.encode()
+        + b" HTTP/1.1\r\nHost: x\r\n"
+        + auth
+        + b"Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
     answer = _raw_exchange(rc.port, chunked, reads=2)
     assert b"100 Continue" in answer
     assert b"200 OK" in answer
@@ -135,8 +145,10 @@ def test_keep_alive_pipelining_and_bad_requests(rc: RunComfyEmulator) -> None:
 def test_thousand_keep_alive_pollers(rc: RunComfyEmulator, client: httpx.Client) -> None:
     rc.queue_seconds, rc.run_seconds = 0.0, 60.0
     rid = submit(client, ECHO, {})
-    request = (f"GET /v1/requests/{rid}/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               f"Authorization: Bearer {TOKEN}\r\nUser-Agent: poller\r\n\r\n").encode()
+    request = (
+        f"GET /v1/requests/{rid}/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nUser-Agent: poller\r\n\r\n"
+    ).encode()
     clients, polls = 1000, 3
 
     async def poller() -> list[int]:
@@ -146,8 +158,11 @@ def test_thousand_keep_alive_pollers(rc: RunComfyEmulator, client: httpx.Client)
             for _ in range(polls):
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:"))
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
                 body = json.loads(await reader.readexactly(length))
                 assert body["status"] == "in_progress"
                 codes.append(int(head.split(b" ")[1]))
@@ -189,8 +204,10 @@ def test_stop_releases_threads_and_port() -> None:
     with emu:
         port = emu.port
         with httpx.Client(headers={"Authorization": f"Bearer {emu.token}"}) as c:
-            r = c.post(f"{emu.base_url}/v1/models/bytedance/dreamina-4-0/edit",
-                       json={"prompt": "x", "image_urls": [emu.sample_url()]})
+            r = c.post(
+                f"{emu.base_url}/v1/models/bytedance/dreamina-4-0/edit",
+                json={"prompt": "x", "image_urls": [emu.sample_url()]},
+            )
             assert r.status_code == 200
             time.sleep(0.3)
         keep_alive = socket.create_connection(("127.0.0.1", port))
@@ -200,8 +217,11 @@ def test_stop_releases_threads_and_port() -> None:
             answer += keep_alive.recv(4096)
         assert b"keep-alive" in answer
         assert emu.running
-        assert json.loads(emu.connection_json()) == {"conn_type": "runcomfy", "host": emu.base_url,
-                                                     "password": "emulator-token"}
+        assert json.loads(emu.connection_json()) == {
+            "conn_type": "runcomfy",
+            "host": emu.base_url,
+            "password": "emulator-token",
+        }
     assert not emu.running
     assert {t.ident for t in threading.enumerate()} <= before
     assert keep_alive.recv(10) == b""  # the server closed the idle keep-alive connection
@@ -217,10 +237,30 @@ def test_cli_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     fault = json.dumps({"path": "/result$", "status": 503, "times": 1})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_runcomfy.emulator", "--port", "0", "--token", "cli-token",
-         "--queue-seconds", "0", "--run-seconds", "0.1", "--ready-file", str(ready), "--fault", fault,
-         "--balance", "3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_runcomfy.emulator",
+            "--port",
+            "0",
+            "--token",
+            "cli-token",
+            "--queue-seconds",
+            "0",
+            "--run-seconds",
+            "0.1",
+            "--ready-file",
+            str(ready),
+            "--fault",
+            fault,
+            "--balance",
+            "3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     try:
         assert proc.stdout is not None
