@@ -209,3 +209,41 @@ def test_download_interrupted_mid_file_leaves_nothing_then_a_retry_completes(
     blob_gets = [r for r in emu.requests if r.path.startswith("/blobs/")]
     assert [r.status for r in blob_gets] == [None, 200], "cut once, then copied whole"
     assert not [r for r in emu.requests if r.auth_header_present], "the CDN never sees the token"
+
+
+def test_worker_on_kill_cancels_the_queued_job(emu: Any) -> None:
+    import threading
+    import time
+
+    from airflow_provider_runcomfy.exceptions import RunComfyJobCancelledError
+    from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator
+
+    class TI:
+        stats_tags: dict[str, str] = {}  # noqa: RUF012
+
+        def xcom_push(self, key: str, value: Any) -> None:
+            pass
+
+    emu.queue_seconds = 30
+    op = RunComfyImageEditOperator(
+        task_id="edit", image_urls=[emu.sample_url("portrait.png")], prompt="x", poll_interval=0.1
+    )
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            op.execute({"ti": TI()})  # type: ignore[arg-type]
+        except BaseException as err:
+            errors.append(err)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while op.request_id is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    op.on_kill()  # what Airflow calls when the task is killed while it waits in the worker
+    worker.join(10)
+    assert [r.request_id for r in emu.requests if r.path.endswith("/cancel")] == [op.request_id]
+    assert len(errors) == 1
+    assert isinstance(errors[0], RunComfyJobCancelledError)
