@@ -221,3 +221,8 @@ class RequestWatch:
     def error(self, message: str) -> dict[str, Any]:
         """The event of a wait that could not go on (auth, not found, too many failed polls)."""
         return make_event(EventStatus.ERROR, self.request_id, message=message)
+
+
+def describe_cancel(cancelled: bool) -> str:
+    """How a cancel went, for logs: RunComfy can only cancel a job that is still queued."""
+    return "cancelled" if cancelled else "could not be cancelled (already running or finished)"

@@ -35,34 +35,18 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_runcomfy.exceptions import RunComfyInputError
-
-EDIT_MODEL_ID = "bytedance/dreamina-4-0/edit"
-VIDEO_MODEL_ID = "bytedance/dreamina-3-0/pro/image-to-video"
-
-#: The edit model's output size field: its key holds the multiplication sign (U+00D7), not an ``x``.
-SIZE_FIELD = "width\u00d7height"
-
-#: The output sizes Dreamina 4.0 edit documents, spelled exactly as the API expects them.
-EDIT_SIZES: tuple[str, ...] = (
-    "1024x1024(1:1)",
-    "2048x2048(1:1)",
-    "2304x1728(4:3)",
-    "2496x1664(3:2)",
-    "2560x1440(16:9)",
-    "3024x1296(21:9)",
-    "4096x4096(1:1)",
-    "4694x3520(4:3)",
-    "4992x3328(3:2)",
-    "5404x3040(16:9)",
-    "6198x2656(21:9)",
+from airflow_provider_runcomfy.contract import (
+    EDIT_MODEL_ID,
+    EDIT_SIZES,
+    MAX_PROMPT_CHARS,
+    SIZE_FIELD,
+    VIDEO_MODEL_ID,
 )
+from airflow_provider_runcomfy.exceptions import RunComfyInputError
 
 #: One megabyte, in the stricter (decimal) reading of RunComfy's limits; see the module docstring.
 MB = 10**6
 
-#: The longest prompt both models accept, in characters (Python ``len``: code points).
-MAX_PROMPT_CHARS = 800
 
 #: The seeds accepted for the video model: -1 (random) and the unsigned 32-bit range ByteDance's
 #: models use. RunComfy documents no range; refusing a seed costs nothing, a failed job may.

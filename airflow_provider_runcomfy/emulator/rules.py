@@ -31,32 +31,24 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
+from airflow_provider_runcomfy.contract import (
+    EDIT_MODEL_ID,
+    EDIT_SIZES,
+    MAX_PROMPT_CHARS,
+    SIZE_FIELD,
+    VIDEO_MODEL_ID,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 #: One megabyte as the emulator reads the documented limits (binary, the lenient reading).
 MB = 1024 * 1024
 
-EDIT_MODEL = "bytedance/dreamina-4-0/edit"
-VIDEO_MODEL = "bytedance/dreamina-3-0/pro/image-to-video"
+EDIT_MODEL = EDIT_MODEL_ID
+VIDEO_MODEL = VIDEO_MODEL_ID
 ECHO_MODEL = "runcomfy/emulator/echo"
-
-#: The edit model's size field: its key contains the multiplication sign U+00D7, not an ASCII x.
-SIZE_FIELD = "width\u00d7height"
-SIZE_CHOICES: tuple[str, ...] = (
-    "1024x1024(1:1)",
-    "2048x2048(1:1)",
-    "2304x1728(4:3)",
-    "2496x1664(3:2)",
-    "2560x1440(16:9)",
-    "3024x1296(21:9)",
-    "4096x4096(1:1)",
-    "4694x3520(4:3)",
-    "4992x3328(3:2)",
-    "5404x3040(16:9)",
-    "6198x2656(21:9)",
-)
-MAX_PROMPT_CHARS = 800
+SIZE_CHOICES = EDIT_SIZES
 
 
 class InputError(ValueError):

@@ -40,6 +40,7 @@ from airflow_provider_runcomfy.jobs import (
     RequestStatus,
     RequestWatch,
     ResultStatus,
+    describe_cancel,
     parse_result_status,
 )
 from airflow_provider_runcomfy.validation import (
@@ -105,6 +106,20 @@ def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: s
     raise error(text, request_id=request_id, model_id=model_id)
 
 
+def look_once(hook: RunComfyHook, watch: RequestWatch) -> tuple[RequestStatus | None, dict[str, Any] | None]:
+    """
+    One poll with the sync hook: the request's status, and the final event once the job is over.
+
+    The sync twin of the trigger's poll; ``completed`` is only final once the result says how it ended.
+    """
+    status = watch.observe(hook.get_status(watch.request_id))
+    if status is RequestStatus.COMPLETED:
+        return status, watch.outcome(hook.get_result(watch.request_id))
+    if status is RequestStatus.CANCELLED:
+        return status, watch.cancelled()
+    return status, None
+
+
 def wait_in_worker(
     hook: RunComfyHook,
     request_id: str,
@@ -126,13 +141,9 @@ def wait_in_worker(
         now = time.time()
         deadline_passed = end_time is not None and now >= end_time
         try:
-            status = watch.observe(hook.get_status(request_id))
-            if status is RequestStatus.COMPLETED:
-                event = watch.outcome(hook.get_result(request_id))
-                if event is not None:
-                    return event
-            elif status is RequestStatus.CANCELLED:
-                return watch.cancelled()
+            status, event = look_once(hook, watch)
+            if event is not None:
+                return event
             if deadline_passed:
                 cancelled = cancel_on_timeout and status is RequestStatus.IN_QUEUE and hook.cancel(request_id)
                 return watch.timed_out(cancelled)
@@ -326,17 +337,13 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         Only a shortcut, so a transient failure here is no reason to fail the task: the trigger polls
         with the same retry policy. Errors no poll can fix (auth, not found) still fail at once.
         """
-        watch = RequestWatch(request_id, self.log)
         try:
-            status = watch.observe(self.hook.get_status(request_id))
-            if status is RequestStatus.COMPLETED:
-                return watch.outcome(self.hook.get_result(request_id))
+            return look_once(self.hook, RequestWatch(request_id, self.log))[1]
         except WAIT_FATAL_ERRORS:
             raise
         except RunComfyError as err:
             self.log.warning("Status check of request %s failed (%s); the trigger will poll", request_id, err)
             return None
-        return watch.cancelled() if status is RequestStatus.CANCELLED else None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger fired: return the URLs on success, raise on anything else."""
@@ -380,11 +387,7 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
             return
         try:
             cancelled = self.hook.cancel(self.request_id)
-            self.log.info(
-                "RunComfy request %s %s",
-                self.request_id,
-                "cancelled" if cancelled else "could not be cancelled (already running or finished)",
-            )
+            self.log.info("RunComfy request %s %s", self.request_id, describe_cancel(cancelled))
         except RunComfyError as err:
             self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
 

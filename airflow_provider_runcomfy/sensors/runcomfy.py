@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_runcomfy.jobs import RequestStatus, RequestWatch
-from airflow_provider_runcomfy.operators.runcomfy import DEFERRAL_GRACE, finish_wait
+from airflow_provider_runcomfy.jobs import RequestWatch
+from airflow_provider_runcomfy.operators.runcomfy import DEFERRAL_GRACE, finish_wait, look_once
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -92,13 +92,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One look at the request: not done yet, done with URLs, or an error raised at once."""
-        watch = RequestWatch(str(self.request_id), self.log)
-        status = watch.observe(self.hook.get_status(str(self.request_id)))
-        event: dict[str, Any] | None = None
-        if status is RequestStatus.COMPLETED:
-            event = watch.outcome(self.hook.get_result(str(self.request_id)))
-        elif status is RequestStatus.CANCELLED:
-            event = watch.cancelled()
+        _, event = look_once(self.hook, RequestWatch(str(self.request_id), self.log))
         if event is None:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=finish_wait(self, context, event, model_id=None))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runcomfy.exceptions import WAIT_FATAL_ERRORS, RunComfyError
-from airflow_provider_runcomfy.jobs import RequestStatus, RequestWatch
+from airflow_provider_runcomfy.jobs import RequestStatus, RequestWatch, describe_cancel
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -99,13 +99,9 @@ class RunComfyRequestTrigger(BaseTrigger):
             if self.end_time is not None and time.time() >= self.end_time:
                 return await self._on_deadline(hook, watch)
             try:
-                status = watch.observe(await hook.aget_status(self.request_id))
-                if status is RequestStatus.COMPLETED:
-                    event = watch.outcome(await hook.aget_result(self.request_id))
-                    if event is not None:
-                        return event
-                elif status is RequestStatus.CANCELLED:
-                    return watch.cancelled()
+                _, event = await self._look(hook, watch)
+                if event is not None:
+                    return event
             except WAIT_FATAL_ERRORS as err:
                 return watch.error(str(err))
             except RunComfyError as err:
@@ -117,6 +113,17 @@ class RunComfyRequestTrigger(BaseTrigger):
                 failed_polls = 0
             await asyncio.sleep(self._next_sleep())
 
+    async def _look(
+        self, hook: Any, watch: RequestWatch
+    ) -> tuple[RequestStatus | None, dict[str, Any] | None]:
+        """One poll: the request's status, and the final event once the job is over."""
+        status = watch.observe(await hook.aget_status(self.request_id))
+        if status is RequestStatus.COMPLETED:
+            return status, watch.outcome(await hook.aget_result(self.request_id))
+        if status is RequestStatus.CANCELLED:
+            return status, watch.cancelled()
+        return status, None
+
     def _next_sleep(self) -> float:
         if self.end_time is None:
             return self.poll_interval
@@ -125,13 +132,9 @@ class RunComfyRequestTrigger(BaseTrigger):
     async def _on_deadline(self, hook: Any, watch: RequestWatch) -> dict[str, Any]:
         """Ask once more (it may have just finished), then cancel a still-queued job and report a timeout."""
         try:
-            status = watch.observe(await hook.aget_status(self.request_id))
-            if status is RequestStatus.COMPLETED:
-                event = watch.outcome(await hook.aget_result(self.request_id))
-                if event is not None:
-                    return event
-            elif status is RequestStatus.CANCELLED:
-                return watch.cancelled()
+            status, event = await self._look(hook, watch)
+            if event is not None:
+                return event
             cancelled = False
             if self.cancel_on_timeout and status is RequestStatus.IN_QUEUE:
                 cancelled = await hook.acancel(self.request_id)
@@ -151,11 +154,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         hook = self._hook()
         try:
             cancelled = await hook.acancel(self.request_id)
-            self.log.info(
-                "RunComfy request %s %s",
-                self.request_id,
-                "cancelled" if cancelled else "could not be cancelled (already running or finished)",
-            )
+            self.log.info("RunComfy request %s %s", self.request_id, describe_cancel(cancelled))
         except RunComfyError as err:
             self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
         finally:
