@@ -9,8 +9,10 @@ its own SQLite database, no example DAGs, and the DAGs folder ``tests/dags`` (Ai
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 TESTS_DIR = Path(__file__).resolve().parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="runcomfy-airflow-home-"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
