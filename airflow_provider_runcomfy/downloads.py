@@ -563,7 +563,7 @@ def copy_outputs(
     retry: RetryPolicy | None = None,
     timeouts: Timeouts | None = None,
     verify_images: bool = True,
-    chunk_size: int = 1024 * 1024,
+    chunk_size: int = 256 * 1024,
     conn_id: str | None = None,
 ) -> list[str]:
     """
@@ -581,7 +581,9 @@ def copy_outputs(
     :param timeouts: connect and read timeouts; the read timeout bounds each wait for bytes, not the
         whole file, so a long video is fine.
     :param verify_images: open PNG/JPEG/WebP/GIF/BMP/TIFF outputs with Pillow before keeping them.
-    :param chunk_size: bytes per read and write; large chunks keep throughput near ``curl``'s.
+    :param chunk_size: bytes per read and write. 256 KiB keeps throughput near ``curl``'s: much
+        smaller costs calls, and from 1 MiB up each buffer is above glibc's mmap threshold, so it is
+        mapped and page-faulted afresh on every read (a third of the speed, see BENCHMARKS.md).
     :param conn_id: the Airflow connection of the object store (not the RunComfy connection).
     :return: for a plain local path the absolute file paths; for a URI or ``ObjectStoragePath`` plain
         URIs without the connection id (``file:///data/x.png``, ``s3://bucket/prefix/x.png``).

@@ -44,11 +44,13 @@ from airflow_provider_runcomfy.exceptions import (
 from airflow_provider_runcomfy.transport import (
     BearerAuth,
     RetryPolicy,
+    SharedAsyncTransport,
     Timeouts,
     is_transient_status,
     make_async_client,
     make_client,
     parse_retry_after,
+    release_on_close,
 )
 
 if TYPE_CHECKING:
@@ -144,8 +146,10 @@ class RunComfyHook(BaseHook):
     password the API token, and its extra may set ``max_retries``, ``retry_backoff``,
     ``retry_max_delay``, ``connect_timeout`` and ``read_timeout``.
 
-    One HTTP connection pool serves the hook for its whole life (sync and async each have their own);
-    call :meth:`close` / :meth:`aclose`, or use the hook as a context manager, to release it early.
+    One HTTP connection pool serves the sync calls for the hook's whole life; the async calls share
+    the keep-alive connections of the running event loop with every other hook on it
+    (:class:`~airflow_provider_runcomfy.transport.SharedAsyncTransport`). Call :meth:`close` /
+    :meth:`aclose`, or use the hook as a context manager, to release them early.
 
     :param runcomfy_conn_id: the Airflow connection id.
     """
@@ -228,6 +232,10 @@ class RunComfyHook(BaseHook):
 
         An async client belongs to the loop it first ran on, so a hook used from a new loop (a
         restarted triggerer, a second ``asyncio.run``) gets a new client instead of a broken one.
+        The client is light (its token, timeouts and base URL): its requests go through the
+        connections the loop shares among all hooks (:class:`SharedAsyncTransport`), so a triggerer
+        running a thousand RunComfy triggers keeps a handful of connections, not a thousand, and its
+        answers are freed without the garbage collector (:func:`release_on_close`).
         """
         loop = asyncio.get_running_loop()
         if self._async_client is None or self._async_loop is not loop:
@@ -236,7 +244,8 @@ class RunComfyHook(BaseHook):
                 settings.timeouts,
                 base_url=settings.base_url,
                 auth=BearerAuth(settings.token, settings.base_url),
-                limits=httpx.Limits(max_connections=4, max_keepalive_connections=1),
+                transport=SharedAsyncTransport(),
+                event_hooks={"response": [release_on_close]},
             )
             self._async_loop = loop
         return self._async_client
@@ -248,7 +257,7 @@ class RunComfyHook(BaseHook):
             self._client = None
 
     async def aclose(self) -> None:
-        """Close the async connection pool (only from the loop that opened it)."""
+        """Release the async client and its lease on the loop's connections (only from that loop)."""
         if self._async_client is not None and self._async_loop is asyncio.get_running_loop():
             await self._async_client.aclose()
         self._async_client = None

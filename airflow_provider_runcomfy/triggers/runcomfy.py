@@ -10,6 +10,7 @@ restart the clock.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,12 @@ class RunComfyRequestTrigger(BaseTrigger):
     waits a poll interval and tries again, up to ``max_failed_polls`` polls in a row. Before it
     declares a timeout it asks once more (the job may have just finished); on timeout it cancels a
     job that is still queued, when ``cancel_on_timeout``.
+
+    Polls start ``poll_interval`` apart (the time a poll takes is not added to the wait), and the
+    first one comes after a random part of one interval: the operator checked the job just before
+    deferring, and triggers that start together (the hundreds of instances of a mapped task, or
+    every trigger of a restarted triggerer) then spread their polls over the interval instead of
+    hitting the API, and stalling the triggerer's event loop, in one burst every interval.
 
     :param request_id: the RunComfy request id.
     :param runcomfy_conn_id: the Airflow connection id (the token is looked up, never stored).
@@ -95,9 +102,11 @@ class RunComfyRequestTrigger(BaseTrigger):
     async def _wait(self, hook: Any) -> dict[str, Any]:
         watch = RequestWatch(self.request_id, self.log)
         failed_polls = 0
+        await asyncio.sleep(self._capped(random.uniform(0, self.poll_interval)))  # spread the first poll
         while True:
             if self.end_time is not None and time.time() >= self.end_time:
                 return await self._on_deadline(hook, watch)
+            poll_started = time.monotonic()
             try:
                 _, event = await self._look(hook, watch)
                 if event is not None:
@@ -109,9 +118,10 @@ class RunComfyRequestTrigger(BaseTrigger):
                 if failed_polls >= self.max_failed_polls:
                     return watch.error(f"{failed_polls} polls in a row failed; the last: {err}")
                 self.log.warning("Poll %d of request %s failed: %s", failed_polls, self.request_id, err)
+                poll_started = time.monotonic()  # after a failed poll, a whole interval from now
             else:
                 failed_polls = 0
-            await asyncio.sleep(self._next_sleep())
+            await asyncio.sleep(self._capped(poll_started + self.poll_interval - time.monotonic()))
 
     async def _look(
         self, hook: Any, watch: RequestWatch
@@ -124,10 +134,11 @@ class RunComfyRequestTrigger(BaseTrigger):
             return status, watch.cancelled()
         return status, None
 
-    def _next_sleep(self) -> float:
+    def _capped(self, seconds: float) -> float:
+        """A wait of ``seconds``, shortened so that it never runs past the deadline."""
         if self.end_time is None:
-            return self.poll_interval
-        return max(0.0, min(self.poll_interval, self.end_time - time.time()))
+            return max(0.0, seconds)
+        return max(0.0, min(seconds, self.end_time - time.time()))
 
     async def _on_deadline(self, hook: Any, watch: RequestWatch) -> dict[str, Any]:
         """Ask once more (it may have just finished), then cancel a still-queued job and report a timeout."""

@@ -1,0 +1,192 @@
+"""
+Run every benchmark, print one table and write BENCHMARKS.md.
+
+Usage::
+
+    scripts/bench              # the full run (about 6 minutes on 2 cores)
+    scripts/bench --quick      # a smoke run: smaller N, fewer samples, no real-process fan-out
+
+Each part runs in its own process (see its module), one after the other, each against its own
+emulator process; every figure is printed beside its peer measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, airflow_env, machine, median
+from benchmarks.report import render_markdown, render_table, rows
+
+PACKAGES = [
+    "apache-airflow",
+    "apache-airflow-task-sdk",
+    "apache-airflow-providers-http",
+    "httpx",
+    "h11",
+    "aiohttp",
+    "Pillow",
+]
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "-"
+    found["python"] = sys.version.split()[0]
+    return found
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "airflow_provider_runcomfy"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}{' + uncommitted changes' if dirty else ''}"
+
+
+def _part(module: str, *args: str, log: Path) -> Any:
+    """Run ``python -m benchmarks.<module> args`` in its own process and return its JSON."""
+    out = Path(tempfile.mkstemp(prefix=f"{module}-", suffix=".json", dir=os.environ["RUNCOMFY_BENCH_TMP"])[1])
+    started = time.monotonic()
+    print(f"  {module} {' '.join(args)} ...", end="", flush=True)
+    with log.open("a") as fh:
+        fh.write(f"\n===== {module} {' '.join(args)} =====\n")
+        fh.flush()
+        subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{module}", *args, "--json-out", str(out)],
+            cwd=ROOT,
+            env=airflow_env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+    print(f" {time.monotonic() - started:.0f} s", flush=True)
+    data = json.loads(out.read_text())
+    out.unlink()
+    return data
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def run(quick: bool, real: bool, log: Path) -> dict[str, Any]:
+    """Every part, one after the other; returns all the figures."""
+    n = 200 if quick else 1000
+    job_seconds = "6" if quick else "10"
+    rounds = 1 if quick else 3
+    results: dict[str, Any] = {"load_before": _load()}
+    started = time.monotonic()
+
+    results["parse"] = _part("parse_cost", "--repeats", "3" if quick else "9", log=log)
+    results["preflight"] = _part("preflight", log=log)
+    results["downloads"] = _part("downloads", "--repeats", "1" if quick else "5", log=log)
+    slot = _part("worker_slot", "--part", "pre", "--samples", "2" if quick else "5", log=log)
+    results["pre_deferral"] = slot["pre_deferral"]
+
+    # Triggerer load: the stress case several times, ours and the peer alternating.
+    scenarios: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(rounds):
+        for impl in ("runcomfy", "http"):
+            args = ["--impl", impl, "--n", str(n), "--interval", "1", "--job-seconds", job_seconds]
+            scenarios.setdefault(f"{impl}-stress", []).append(_part("triggerer", *args, log=log))
+    for impl in ("runcomfy", "http"):
+        args = ["--impl", impl, "--n", str(n), "--job-seconds", job_seconds]
+        scenarios.setdefault(f"{impl}-default", []).append(_part("triggerer", *args, log=log))
+    results["triggerer"] = {key: _median_run(runs) for key, runs in scenarios.items()}
+    results["triggerer_runs"] = scenarios
+
+    if real:  # last: a whole Airflow deployment
+        results["real_processes"] = _part("worker_slot", "--part", "real", log=log)["real_processes"]
+    results["load_after"] = _load()
+    results["seconds"] = time.monotonic() - started
+    return results
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every numeric figure over the runs of one scenario (the rest from the first run)."""
+    merged = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            merged[key] = median([run[key] for run in runs])
+    merged["runs"] = len(runs)
+    return merged
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmarks, print the table, write the report."""
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: N=200, fewer samples, no real processes"
+    )
+    parser.add_argument(
+        "--real",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="include the real-process fan-out (default: on, off with --quick)",
+    )
+    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"), help="the report to write")
+    parser.add_argument("--json", default=None, help="also write every figure as JSON here")
+    args = parser.parse_args(argv)
+    real = (not args.quick) if args.real is None else args.real
+    command = (
+        "scripts/bench"
+        + (" --quick" if args.quick else "")
+        + (" --no-real" if not real and not args.quick else "")
+    )
+
+    log = Path(tempfile.mkstemp(prefix="runcomfy-bench-", suffix=".log")[1])
+    print(f"Running the benchmarks ({'quick' if args.quick else 'full'}); part logs in {log}")
+    # Every part's throwaway files (Airflow homes, emulator files, downloads) go under one root.
+    scratch = tempfile.mkdtemp(prefix="runcomfy-bench-")
+    os.environ["RUNCOMFY_BENCH_TMP"] = scratch
+    try:
+        results = run(args.quick, real, log)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    meta = {
+        "command": command,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "versions": _versions(),
+        "commit": _commit(),
+        "quick": args.quick,
+    }
+    table = rows(results)
+    print()
+    print(render_table(table))
+    print(
+        f"\nload average 1 min: {results['load_before']:.2f} before, {results['load_after']:.2f} after; "
+        f"{results['seconds']:.0f} s"
+    )
+    Path(args.output).write_text(render_markdown(meta, results, table))
+    print(f"wrote {args.output}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

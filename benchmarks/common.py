@@ -1,0 +1,320 @@
+"""
+What every benchmark part shares: the emulator in its own process, a throwaway Airflow home, and
+the measuring helpers (CPU, RSS, TCP connections, percentiles).
+
+Nothing here imports Airflow: the parse-cost part must start from a clean interpreter, and each part
+sets its ``AIRFLOW_*`` variables (see :func:`airflow_env`) before it imports Airflow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The API token the benchmark emulators accept.
+TOKEN = "bench-token-5c1d2e3f4a"
+#: Where benchmark processes keep compiled bytecode (reused across runs).
+PYCACHE = os.path.join(tempfile.gettempdir(), "runcomfy-bench-pycache")
+#: The echo model: any JSON in, one PNG out; the cheapest real job of the emulator.
+ECHO_MODEL = "runcomfy/emulator/echo"
+
+
+def scratch_dir(prefix: str) -> str:
+    """
+    A new directory for throwaway files, under one root per benchmark run.
+
+    ``scripts/bench`` sets ``RUNCOMFY_BENCH_TMP`` and deletes the root at the end; a part run on its
+    own makes its root here and deletes it when it exits.
+    """
+    root = os.environ.get("RUNCOMFY_BENCH_TMP")
+    if not root:
+        root = os.environ["RUNCOMFY_BENCH_TMP"] = tempfile.mkdtemp(prefix="runcomfy-bench-")
+        atexit.register(shutil.rmtree, root, True)
+    return tempfile.mkdtemp(prefix=prefix, dir=root)
+
+
+def airflow_env(home: str | None = None) -> dict[str, str]:
+    """
+    Environment for a benchmark process: a throwaway ``AIRFLOW_HOME`` and no database access.
+
+    Connections come from ``AIRFLOW_CONN_*`` variables, which Airflow's secrets backends read before
+    the metastore, so no process ever opens a database.
+    """
+    home = home or scratch_dir("home-")
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": home,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/unused.db",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
+            # Compiled bytecode, as in any real deployment (without it every import compiles from
+            # source: 2.7 s for ``import airflow.sdk``), kept outside the venv and the checkout.
+            "PYTHONPYCACHEPREFIX": PYCACHE,
+        }
+    )
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def prepare_process() -> None:
+    """Give this process a throwaway ``AIRFLOW_HOME`` and the rest of :func:`airflow_env`, before Airflow."""
+    if "airflow" in sys.modules:
+        raise RuntimeError("prepare_process() must run before anything imports Airflow")
+    os.environ.update(airflow_env())
+
+
+def runcomfy_conn(base_url: str, **extra: Any) -> str:
+    """The ``AIRFLOW_CONN_...`` JSON of a runcomfy connection to the emulator."""
+    body: dict[str, Any] = {"conn_type": "runcomfy", "host": base_url, "password": TOKEN}
+    if extra:
+        body["extra"] = extra
+    return json.dumps(body)
+
+
+def http_conn(base_url: str) -> str:
+    """An ``http`` connection to the emulator with the bearer header in its extra (HttpAsyncHook style)."""
+    return json.dumps({"conn_type": "http", "host": base_url, "extra": {"Authorization": f"Bearer {TOKEN}"}})
+
+
+# -- the emulator, in its own process ---------------------------------------------------------------
+
+
+class Emulator:
+    """
+    The bundled emulator run as a separate process (``python -m airflow_provider_runcomfy.emulator``).
+
+    Its CPU and memory are never counted against the client being measured. Talk to its control
+    endpoints with :meth:`control` (stdlib only, one connection per call, not counted: the control
+    endpoints are not in the request log).
+    """
+
+    def __init__(
+        self, *, queue_seconds: float = 0.0, run_seconds: float = 10.0, python: str = sys.executable
+    ):
+        self._dir = scratch_dir("emulator-")
+        ready = Path(self._dir) / "ready.json"
+        self._proc = subprocess.Popen(
+            [
+                python,
+                "-m",
+                "airflow_provider_runcomfy.emulator",
+                "--host",
+                "127.0.0.1",
+                "--token",
+                TOKEN,
+                "--queue-seconds",
+                str(queue_seconds),
+                "--run-seconds",
+                str(run_seconds),
+                "--ready-file",
+                str(ready),
+            ],
+            env=airflow_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                self.stop()
+                raise RuntimeError(f"the emulator did not start: {err[-2000:]}")
+            time.sleep(0.05)
+        info = json.loads(ready.read_text())
+        self.base_url: str = info["base_url"]
+        self.pid: int = info["pid"]
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def control(self, method: str, path: str, data: Any = None, timeout: float = 60) -> Any:
+        """Call ``/_emulator/{path}`` and return its JSON."""
+        body = None if data is None else json.dumps(data).encode()
+        request = urllib.request.Request(
+            f"{self.base_url}/_emulator/{path}",
+            data=body,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with self._opener.open(request, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def configure(self, **knobs: Any) -> None:
+        """Change the knobs of jobs submitted from now on (``queue_seconds``, ``run_seconds``...)."""
+        self.control("POST", "config", knobs)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The request log (every non-control request since the last :meth:`clear_requests`)."""
+        result: list[dict[str, Any]] = self.control("GET", "requests")
+        return result
+
+    def clear_requests(self) -> None:
+        """Empty the request log."""
+        self.control("DELETE", "requests")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job the emulator knows."""
+        result: list[dict[str, Any]] = self.control("GET", "jobs")
+        return result
+
+    def cpu_seconds(self) -> float:
+        """The emulator process's CPU time so far (user + system), from ``/proc``."""
+        return proc_cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        """Stop the emulator (SIGTERM, then SIGKILL after 10 s) and wait for it."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def emulator(**knobs: Any) -> Iterator[Emulator]:
+    """An :class:`Emulator` for the duration of a ``with`` block."""
+    emu = Emulator(**knobs)
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def submit_jobs(base_url: str, count: int, *, tag: str) -> list[str]:
+    """Submit ``count`` echo jobs with one keep-alive connection; return their request ids."""
+    import httpx
+
+    ids = []
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
+        for i in range(count):
+            response = client.post(f"/v1/models/{ECHO_MODEL}", json={"bench": tag, "i": i})
+            response.raise_for_status()
+            ids.append(response.json()["request_id"])
+    return ids
+
+
+def wait_until_rendered(emu: Emulator, ids: Sequence[str], timeout: float = 300) -> None:
+    """
+    Wait until the emulator has made every job's output file.
+
+    The emulator makes an echo job's PNG when the job starts (about 10 ms of its CPU each); waiting
+    for all of them before measuring keeps that work out of the measured window, where it would
+    compete with the measured process for the machine's two cores.
+    """
+    wanted = set(ids)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = {job["request_id"] for job in emu.jobs() if job["output_files"]}
+        if wanted <= done:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the emulator did not make the jobs' outputs in time")
+
+
+def parse_iso(text: str | None) -> float | None:
+    """Epoch seconds of the emulator's ``2026-01-01T00:00:00.000Z`` timestamps."""
+    if not text:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# -- measuring --------------------------------------------------------------------------------------
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of a process (this one by default), from ``/proc/PID/statm``."""
+    with open(f"/proc/{pid or 'self'}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from ``/proc/PID/stat``."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tcp_active_opens() -> int:
+    """The kernel's count of TCP connections opened by clients on this host (``/proc/net/snmp``)."""
+    with open("/proc/net/snmp") as fh:
+        lines = [line.split() for line in fh if line.startswith("Tcp:")]
+    header, values = lines[0], lines[1]
+    return int(values[header.index("ActiveOpens")])
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100), linear between the closest ranks; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    low = int(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median; NaN when empty."""
+    return statistics.median(values) if values else float("nan")
+
+
+def write_json(path: str | None, data: Any) -> None:
+    """Write a part's result for the orchestrator (or print it when no path is given)."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str)
+    if path:
+        Path(path).write_text(text)
+    else:
+        print(text)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPU, cores, memory, kernel, Python."""
+    import platform
+
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    with open("/proc/meminfo") as fh:
+        mem_kib = int(fh.readline().split()[1])
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
