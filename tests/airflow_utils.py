@@ -98,3 +98,20 @@ def all_xcom_values(dag_run: Any) -> list[Any]:
     with create_session() as session:
         rows = session.query(Row).filter(Row.dag_id == dag_run.dag_id, Row.run_id == dag_run.run_id).all()
         return [Row.deserialize_value(r) if AIRFLOW_3 else r.value for r in rows]
+
+
+class FakeTI:
+    """
+    The part of a task instance an operator's ``execute()`` touches, for calling it directly.
+
+    Direct calls test the operator's logic (what it sends, what it pushes) without a DAG run; the
+    ``dag.test()`` tests cover the same paths in real Airflow.
+    """
+
+    stats_tags: dict[str, str] = {}  # noqa: RUF012 - read by ResumableJobMixin's metrics
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value

@@ -17,6 +17,7 @@ from airflow_provider_runcomfy.emulator import Fault
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator
 from tests import airflow_utils as au
+from tests.airflow_utils import FakeTI
 from tests.conftest import conn_json
 
 try:
@@ -63,16 +64,6 @@ class FakeStore:
 
     def set(self, key: str, value: Any, **_: Any) -> None:
         self.values[key] = value
-
-
-class FakeTI:
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 - read by the mixin's metrics
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
 
 
 def edit_operator(emu: Any) -> RunComfyImageEditOperator:

@@ -19,16 +19,7 @@ from airflow_provider_runcomfy.operators.runcomfy import (
     RunComfyImageToVideoOperator,
     RunComfyModelOperator,
 )
-
-
-class FakeTI:
-    stats_tags: dict[str, str] = {}  # noqa: RUF012 - read by the mixin's metrics
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
+from tests.airflow_utils import FakeTI
 
 
 def no_submit(emu: Any) -> bool:
