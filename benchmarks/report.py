@@ -45,6 +45,20 @@ def _row(
     }
 
 
+def _compare(
+    section: str,
+    figure: str,
+    ours: float | None,
+    peer: float | None,
+    *,
+    digits: int = 2,
+    target: str = "-",
+    met: bool | None = None,
+) -> dict[str, str]:
+    """A row of two measured numbers, shown with ``digits`` decimals, and their ratio."""
+    return _row(section, figure, _num(ours, digits), _num(peer, digits), _ratio(ours, peer), target, met)
+
+
 def _triggerer_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     out = []
     runs = results["triggerer"]
@@ -67,32 +81,25 @@ def _triggerer_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 "all, success" if targets else "-",
                 (ours["events"] == n and ours["outcomes"] == {"success": n}) if targets else None,
             ),
-            _row(
+            _compare(
                 section,
                 "CPU per poll (ms)",
-                _num(ours["cpu_ms_per_poll"]),
-                _num(peer["cpu_ms_per_poll"]),
-                _ratio(ours["cpu_ms_per_poll"], peer["cpu_ms_per_poll"]),
-                "<= 0.5x peer" if targets else "-",
-                cpu_ratio <= 0.5 if targets else None,
+                ours["cpu_ms_per_poll"],
+                peer["cpu_ms_per_poll"],
+                target="<= 0.5x peer" if targets else "-",
+                met=cpu_ratio <= 0.5 if targets else None,
             ),
-            _row(
+            _compare(
                 section,
                 "CPU per poll, steady state (ms)",
-                _num(ours["cpu_ms_per_poll_steady"]),
-                _num(peer["cpu_ms_per_poll_steady"]),
-                _ratio(ours["cpu_ms_per_poll_steady"], peer["cpu_ms_per_poll_steady"]),
-                "-",
-                None,
+                ours["cpu_ms_per_poll_steady"],
+                peer["cpu_ms_per_poll_steady"],
             ),
-            _row(
+            _compare(
                 section,
                 "CPU per trigger, whole wait (ms)",
-                _num(ours["cpu_ms_per_trigger"]),
-                _num(peer["cpu_ms_per_trigger"]),
-                _ratio(ours["cpu_ms_per_trigger"], peer["cpu_ms_per_trigger"]),
-                "-",
-                None,
+                ours["cpu_ms_per_trigger"],
+                peer["cpu_ms_per_trigger"],
             ),
             _row(
                 section,
@@ -103,14 +110,14 @@ def _triggerer_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 ">= 95%" if targets else "-",
                 ours["achieved_ratio"] >= 0.95 if targets else None,
             ),
-            _row(
+            _compare(
                 section,
                 "RSS per in-flight trigger (KiB)",
-                _num(ours["rss_kib_per_trigger"], 1),
-                _num(peer["rss_kib_per_trigger"], 1),
-                _ratio(ours["rss_kib_per_trigger"], peer["rss_kib_per_trigger"]),
-                "<= 32 KiB" if targets else "-",
-                ours["rss_kib_per_trigger"] <= 32 if targets else None,
+                ours["rss_kib_per_trigger"],
+                peer["rss_kib_per_trigger"],
+                digits=1,
+                target="<= 32 KiB" if targets else "-",
+                met=ours["rss_kib_per_trigger"] <= 32 if targets else None,
             ),
             _row(
                 section,
@@ -121,32 +128,28 @@ def _triggerer_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 f"<= {n:,} (triggers)" if targets else "-",
                 ours["tcp_connects"] <= n if targets else None,
             ),
-            _row(
+            _compare(
                 section,
                 "completion -> event p50 (s)",
-                _num(ours["latency_p50_s"]),
-                _num(peer["latency_p50_s"]),
-                _ratio(ours["latency_p50_s"], peer["latency_p50_s"]),
-                "-",
-                None,
+                ours["latency_p50_s"],
+                peer["latency_p50_s"],
             ),
-            _row(
+            _compare(
                 section,
                 "completion -> event p95 (s)",
-                _num(ours["latency_p95_s"]),
-                _num(peer["latency_p95_s"]),
-                _ratio(ours["latency_p95_s"], peer["latency_p95_s"]),
-                f"<= {1.5 * interval:g} s (1.5 intervals)" if targets else "-",
-                ours["latency_p95_s"] <= 1.5 * interval if targets else None,
+                ours["latency_p95_s"],
+                peer["latency_p95_s"],
+                target=f"<= {1.5 * interval:g} s (1.5 intervals)" if targets else "-",
+                met=ours["latency_p95_s"] <= 1.5 * interval if targets else None,
             ),
-            _row(
+            _compare(
                 section,
                 "worst event-loop stall (ms)",
-                _num(ours["stall_max_ms"], 0),
-                _num(peer["stall_max_ms"], 0),
-                _ratio(ours["stall_max_ms"], peer["stall_max_ms"]),
-                "<= 100 ms" if targets else "-",
-                ours["stall_max_ms"] <= 100 if targets else None,
+                ours["stall_max_ms"],
+                peer["stall_max_ms"],
+                digits=0,
+                target="<= 100 ms" if targets else "-",
+                met=ours["stall_max_ms"] <= 100 if targets else None,
             ),
             _row(
                 section,
@@ -157,14 +160,12 @@ def _triggerer_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 "-",
                 None,
             ),
-            _row(
+            _compare(
                 section,
                 "worst stall outside garbage collections (ms)",
-                _num(ours["stall_max_outside_gc_ms"], 0),
-                _num(peer["stall_max_outside_gc_ms"], 0),
-                _ratio(ours["stall_max_outside_gc_ms"], peer["stall_max_outside_gc_ms"]),
-                "-",
-                None,
+                ours["stall_max_outside_gc_ms"],
+                peer["stall_max_outside_gc_ms"],
+                digits=0,
             ),
         ]
     return out
@@ -184,23 +185,22 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
         section = "2. DAG parse, on top of `import airflow.sdk` (fresh processes, median)"
         heavy = [m for m in ours["loaded"] if m.split(".")[0] in ("PIL", "airflow_provider_runcomfy")]
         out += [
-            _row(
+            _compare(
                 section,
                 "import time added (ms)",
-                _num(ours["extra_ms"], 1),
-                _num(peer["extra_ms"], 1),
-                _ratio(ours["extra_ms"], peer["extra_ms"]),
-                "<= 30 ms",
-                ours["extra_ms"] <= 30,
+                ours["extra_ms"],
+                peer["extra_ms"],
+                digits=1,
+                target="<= 30 ms",
+                met=ours["extra_ms"] <= 30,
             ),
-            _row(
+            _compare(
                 section,
                 "RSS added (MiB)",
-                _num(ours["extra_mib"]),
-                _num(peer["extra_mib"]),
-                _ratio(ours["extra_mib"], peer["extra_mib"]),
-                "<= 3 MiB",
-                ours["extra_mib"] <= 3,
+                ours["extra_mib"],
+                peer["extra_mib"],
+                target="<= 3 MiB",
+                met=ours["extra_mib"] <= 3,
             ),
             _row(
                 section,
@@ -217,37 +217,33 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
     if slot:
         section = "3. Worker slot"
         out += [
-            _row(
+            _compare(
                 section,
                 f"held until it defers, {slot['images']} images + submit (ms, new process)",
-                _num(slot["cold_ms"], 0),
-                _num(slot["naive_ms"], 0),
-                _ratio(slot["cold_ms"], slot["naive_ms"]),
-                "<= 300 ms (median)",
-                slot["cold_ms"] <= 300,
+                slot["cold_ms"],
+                slot["naive_ms"],
+                digits=0,
+                target="<= 300 ms (median)",
+                met=slot["cold_ms"] <= 300,
             ),
-            _row(
+            _compare(
                 section,
                 "same, warm process (ms)",
-                _num(slot["warm_ms"], 0),
-                _num(slot["naive_ms"], 0),
-                _ratio(slot["warm_ms"], slot["naive_ms"]),
-                "-",
-                None,
+                slot["warm_ms"],
+                slot["naive_ms"],
+                digits=0,
             ),
         ]
     real = results.get("real_processes")
     if real and "deferrable" in real and "sync" in real:
         d, s = real["deferrable"], real["sync"]
         out.append(
-            _row(
+            _compare(
                 "3. Worker slot",
                 f"real processes: {real['tasks']} x {real['job_seconds']:g} s jobs, 1 slot, run (s)",
-                _num(d["run_seconds"], 1),
-                _num(s["run_seconds"], 1),
-                _ratio(d["run_seconds"], s["run_seconds"]),
-                "-",
-                None,
+                d["run_seconds"],
+                s["run_seconds"],
+                digits=1,
             )
         )
 
@@ -272,23 +268,23 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
     if dl:
         section = f"5. Download of {dl['bytes'] / 2**20:.0f} MiB to a local directory (median)"
         out += [
-            _row(
+            _compare(
                 section,
                 "peak RSS growth (MiB; peer: curl's peak RSS)",
-                _num(dl["ours_rss_growth_mib"], 1),
-                _num(dl["curl_rss_peak_mib"], 1),
-                _ratio(dl["ours_rss_growth_mib"], dl["curl_rss_peak_mib"]),
-                "<= 64 MB",
-                dl["ours_rss_growth_mib"] * 2**20 <= 64e6,
+                dl["ours_rss_growth_mib"],
+                dl["curl_rss_peak_mib"],
+                digits=1,
+                target="<= 64 MB",
+                met=dl["ours_rss_growth_mib"] * 2**20 <= 64e6,
             ),
-            _row(
+            _compare(
                 section,
                 "throughput (MB/s; peer: curl -o)",
-                _num(dl["ours_mb_s"], 0),
-                _num(dl["curl_mb_s"], 0),
-                _ratio(dl["ours_mb_s"], dl["curl_mb_s"]),
-                ">= 0.5x curl",
-                dl["throughput_ratio"] >= 0.5,
+                dl["ours_mb_s"],
+                dl["curl_mb_s"],
+                digits=0,
+                target=">= 0.5x curl",
+                met=dl["throughput_ratio"] >= 0.5,
             ),
             _row(
                 section,
@@ -299,14 +295,12 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 "-",
                 None,
             ),
-            _row(
+            _compare(
                 section,
                 f"for comparison, chunk_size={dl['other_chunk'] // 1024} KiB (MB/s)",
-                _num(dl["other_mb_s"], 0),
-                _num(dl["curl_mb_s"], 0),
-                _ratio(dl["other_mb_s"], dl["curl_mb_s"]),
-                "-",
-                None,
+                dl["other_mb_s"],
+                dl["curl_mb_s"],
+                digits=0,
             ),
         ]
     return out
