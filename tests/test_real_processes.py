@@ -18,9 +18,9 @@ each task's single status check right before it defers. The same DAG waiting in 
 (``deferrable=False``) then runs for comparison; both wall times are printed (``pytest -s``) and
 written to ``real_process_timings.json`` in the test's tmp dir.
 
-``EmulatorProcess`` and ``AirflowStack`` are reusable (benchmarks): ``start()``, ``trigger(dag_id)``,
-``wait_run(dag_id, run_id)``, ``stop()``. Skip the test with ``RUNCOMFY_SKIP_REAL_PROCESSES=1`` or
-``-k "not real_processes"``.
+``EmulatorProcess`` (in ``tests/processes.py``) and ``AirflowStack`` are reusable (benchmarks):
+``start()``, ``trigger(dag_id)``, ``wait_run(dag_id, run_id)``, ``stop()``. Skip the test with
+``RUNCOMFY_SKIP_REAL_PROCESSES=1`` or ``-k "not real_processes"``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -40,20 +39,25 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
 import pytest
 
-from airflow_provider_runcomfy.emulator.control import EmulatorControl
+from tests.processes import (
+    AIRFLOW_BIN,
+    TESTS_DIR,
+    EmulatorProcess,
+    base_env,
+    free_port,
+    process_tree,
+    stop_processes,
+    tail,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from airflow_provider_runcomfy.emulator.records import RequestRecord
 
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
 DAGS_DIR = TESTS_DIR / "real_process_dags"
-AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 AIRFLOW_VERSION = version("apache-airflow")
 AIRFLOW_3 = int(AIRFLOW_VERSION.split(".")[0]) >= 3
 
@@ -75,155 +79,6 @@ pytestmark = pytest.mark.skipif(
     os.environ.get("RUNCOMFY_SKIP_REAL_PROCESSES", "") not in ("", "0") or not Path("/proc/net/tcp").exists(),
     reason="real-process test skipped (RUNCOMFY_SKIP_REAL_PROCESSES, or no /proc to find client PIDs)",
 )
-
-
-# -- processes -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def base_env() -> dict[str, str]:
-    """
-    ``os.environ`` without any Airflow setting, with this checkout importable and this venv first.
-
-    The pytest process carries conftest's ``AIRFLOW_*`` variables: none of them may leak into the
-    processes under test. The venv's ``bin`` goes first on ``PATH`` because Airflow 2's executors
-    start ``airflow tasks run`` by name.
-    """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(("AIRFLOW", "_AIRFLOW")) or k.startswith("RUNCOMFY_"))
-    }
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    env["PATH"] = os.pathsep.join([str(AIRFLOW_BIN.parent), os.environ.get("PATH", "")])
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def process_tree(pid: int) -> set[int]:
-    """``pid`` and all its descendants alive now (empty when ``pid`` is gone)."""
-    try:
-        parent = psutil.Process(pid)
-        return {pid, *(child.pid for child in parent.children(recursive=True))}
-    except psutil.Error:
-        return set()
-
-
-def stop_processes(procs: Iterable[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
-    """
-    Stop processes this test started, and everything they started, by PID.
-
-    Each was started in its own session, so SIGTERM goes to its process group; descendants that
-    moved to a group of their own (Airflow 2's task runner does) are signalled one by one. After
-    ``grace`` seconds, whatever is left is killed.
-    """
-    procs = [p for p in procs if p is not None]
-    family: list[psutil.Process] = []
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            family.extend(psutil.Process(proc.pid).children(recursive=True))
-    for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    for child in family:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-    _, alive = psutil.wait_procs(family, timeout=max(0.1, deadline - time.monotonic()))
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    """The last ``lines`` lines of a log file."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as err:
-        return f"<cannot read {path}: {err}>"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class EmulatorProcess:
-    """The RunComfy emulator as its own process, recording the client PID of every request."""
-
-    def __init__(self, workdir: Path, *, run_seconds: float = JOB_SECONDS, token: str = TOKEN) -> None:
-        self.workdir = workdir
-        self.run_seconds = run_seconds
-        self.token = token
-        self.ready_file = workdir / "emulator-ready.json"
-        self.log_path = workdir / "emulator.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.base_url = ""
-        self.control: EmulatorControl | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the emulator and wait until its ready file says where it listens."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "airflow_provider_runcomfy.emulator",
-            "--port",
-            "0",
-            "--ready-file",
-            str(self.ready_file),
-            "--record-peer-pid",
-            "--queue-seconds",
-            "0",
-            "--run-seconds",
-            str(self.run_seconds),
-            "--token",
-            self.token,
-        ]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, env=base_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while not self.ready_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the emulator exited with {self.proc.returncode}:\n{tail(self.log_path)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the emulator was not ready in {timeout} s:\n{tail(self.log_path)}")
-            time.sleep(0.1)
-        self.base_url = json.loads(self.ready_file.read_text(encoding="utf-8"))["base_url"]
-        self.control = EmulatorControl(self.base_url)
-
-    def conn_json(self) -> str:
-        """The ``AIRFLOW_CONN_RUNCOMFY_DEFAULT`` value pointing at this emulator."""
-        return json.dumps({"conn_type": "runcomfy", "host": self.base_url, "password": self.token})
-
-    def requests(self) -> list[RequestRecord]:
-        """The request log (``GET /_emulator/requests``)."""
-        assert self.control is not None
-        return self.control.requests()
-
-    def jobs(self) -> list[dict[str, Any]]:
-        """Every job the emulator knows (``GET /_emulator/jobs``)."""
-        assert self.control is not None
-        return self.control.jobs()
-
-    def stop(self) -> None:
-        """Stop the emulator (SIGTERM, then SIGKILL)."""
-        if self.proc is not None:
-            stop_processes([self.proc], grace=10)
 
 
 @dataclass
@@ -479,7 +334,7 @@ class AirflowStack:
 @pytest.fixture
 def emulator_process(tmp_path: Path) -> Iterator[EmulatorProcess]:
     """The emulator in its own process, stopped at teardown."""
-    emulator = EmulatorProcess(tmp_path)
+    emulator = EmulatorProcess(tmp_path, token=TOKEN, run_seconds=JOB_SECONDS)
     try:
         emulator.start()
         yield emulator

@@ -66,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='a fault as JSON, e.g. \'{"path": "/status$", "status": 503}\'; repeatable',
     )
+    p.add_argument(
+        "--fault-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed the random draws of faults with a rate below 1",
+    )
+    p.add_argument(
+        "--log-maxlen",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="requests the request log keeps (the newest N; default 200000)",
+    )
     p.add_argument("--record-peer-pid", action="store_true", help="log each local client's process id")
     p.add_argument("--max-output-side", type=int, default=1024, help="longest side of output images")
     p.add_argument("--public-url", default=None, help="base URL to put in answers (behind a proxy)")
@@ -94,6 +108,8 @@ async def _main(args: argparse.Namespace) -> int:
         max_output_side=args.max_output_side,
         public_url=args.public_url,
         verbose=args.verbose,
+        fault_seed=args.fault_seed,
+        log_maxlen=args.log_maxlen,
     )
     for raw in args.fault:
         server.faults.add(Fault.from_dict(json.loads(raw)))

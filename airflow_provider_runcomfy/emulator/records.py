@@ -7,6 +7,7 @@ endpoints with the same shapes the in-process API uses.
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from collections import deque
@@ -36,7 +37,11 @@ class Fault:
 
     For every kind, ``delay_seconds`` is waited first. A faulted submit (``status`` or ``drop``)
     creates no job and costs no balance. ``times`` is how many matching requests the fault applies
-    to (``None``: every one, until cleared). Control requests (``/_emulator/``) are never faulted.
+    to (``None``: every one, until cleared). ``rate`` is the share of matching requests it hits,
+    drawn at random per request (``1.0``: every one): chaos runs keep a few faults of each kind
+    active at a set rate instead of scripting which request fails. A request the draw spares does
+    not count against ``times`` and falls through to the next matching fault. Control requests
+    (``/_emulator/``) are never faulted.
     """
 
     path: str
@@ -48,6 +53,7 @@ class Fault:
     delay_seconds: float = 0.0
     truncate_after: int = 0
     times: int | None = 1
+    rate: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -59,6 +65,8 @@ class Fault:
             raise ValueError(f"Fault.status must be an HTTP status, got {self.status}")
         if self.delay_seconds < 0 or self.truncate_after < 0:
             raise ValueError("Fault.delay_seconds and Fault.truncate_after must not be negative")
+        if isinstance(self.rate, bool) or not isinstance(self.rate, int | float) or not 0 < self.rate <= 1:
+            raise ValueError(f"Fault.rate must be a share in (0, 1], got {self.rate!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The fault as JSON-able data (the body of ``POST /_emulator/faults``)."""
@@ -123,10 +131,14 @@ class RequestRecord:
 
 
 class FaultBook:
-    """The active faults, in the order they were added; thread-safe (tests add faults from any thread)."""
+    """The active faults, in the order they were added; thread-safe (tests add faults from any thread).
 
-    def __init__(self) -> None:
+    :param seed: seeds the draws of faults with a ``rate`` below 1, for a repeatable request order.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
         self._lock = threading.Lock()
+        self._random = random.Random(seed)
         self._entries: list[list[Any]] = []  # [fault, compiled regex, remaining or None]
 
     def add(self, fault: Fault) -> None:
@@ -156,6 +168,8 @@ class FaultBook:
                 if fault.method is not None and fault.method != method:
                     continue
                 if not regex.search(path):
+                    continue
+                if fault.rate < 1 and self._random.random() >= fault.rate:
                     continue
                 if remaining is not None:
                     if remaining <= 0:

@@ -55,6 +55,7 @@ class RunComfyEmulator:
         max_output_side: longest side of output images, to keep outputs small and fast.
         public_url: base URL to put in answers instead of ``http://host:port`` (behind a proxy).
         faults: faults active from the start (see ``Fault``).
+        fault_seed: seeds the random draws of faults with a ``rate`` below 1.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class RunComfyEmulator:
         public_url: str | None = None,
         verbose: bool = False,
         faults: Iterable[Fault] = (),
+        fault_seed: int | None = None,
     ) -> None:
         self._token = token
         all_tokens = [token, *(t for t in tokens if t != token)]
@@ -96,6 +98,7 @@ class RunComfyEmulator:
             max_output_side=max_output_side,
             public_url=public_url,
             verbose=verbose,
+            fault_seed=fault_seed,
         )
         for fault in faults:
             self._server.faults.add(fault)

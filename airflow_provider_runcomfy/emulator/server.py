@@ -190,6 +190,7 @@ class EmulatorServer:
         verbose: bool = False,
         log_maxlen: int = 200_000,
         workers: int = 16,
+        fault_seed: int | None = None,
     ) -> None:
         if not tokens:
             raise ValueError("at least one token is needed")
@@ -200,7 +201,7 @@ class EmulatorServer:
         self.record_peer_pid = record_peer_pid
         self.max_output_side = max_output_side
         self.verbose = verbose
-        self.faults = FaultBook()
+        self.faults = FaultBook(fault_seed)
         self.log = RequestLog(log_maxlen)
         self._public_url = public_url.rstrip("/") if public_url else None
         self._workers = workers

@@ -188,3 +188,23 @@ def test_control_client(rc: RunComfyEmulator, client: httpx.Client) -> None:
     assert records[-1].path == "/v1/requests/x/result"
     assert control.clear_requests() == len(records)
     assert control.clear_faults() == 0
+
+
+def test_fault_rate_hits_a_share_of_requests_and_spares_the_rest() -> None:
+    """A fault with ``rate`` hits about that share of matching requests; spared ones are served normally."""
+    with RunComfyEmulator(token="rate-token", fault_seed=7) as emu:
+        emu.add_fault(Fault(path=r"/status$", status=503, times=None, rate=0.25))
+        with httpx.Client(base_url=emu.base_url, headers={"Authorization": "Bearer rate-token"}) as client:
+            rid = submit(client, ECHO, {})
+            codes = [client.get(f"/v1/requests/{rid}/status").status_code for _ in range(400)]
+    assert set(codes) == {200, 503}
+    assert 50 <= codes.count(503) <= 150, codes.count(503)  # 100 expected; seeded, so repeatable
+    faulted = [r for r in emu.requests if r.fault == "status"]
+    assert len(faulted) == codes.count(503)
+
+
+def test_fault_rate_must_be_a_share() -> None:
+    for bad in (0, 1.5, -0.1, True):
+        with pytest.raises(ValueError, match="rate"):
+            Fault(path="/status$", rate=bad)
+    assert Fault.from_dict({"path": "/x", "rate": 0.5}).rate == 0.5

@@ -1,0 +1,195 @@
+"""
+Processes that tests start and stop themselves: the emulator as its own process, and the helpers to
+give a child a clean environment, find its descendants and stop them all by PID.
+
+Shared by the real-process test (a real Airflow deployment) and the trigger chaos test (thousands of
+triggers against an emulator whose CPU and memory are not the test process's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from airflow_provider_runcomfy.emulator.control import EmulatorControl
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from airflow_provider_runcomfy.emulator.records import RequestRecord
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env() -> dict[str, str]:
+    """
+    ``os.environ`` without any Airflow setting, with this checkout importable and this venv first.
+
+    The pytest process carries conftest's ``AIRFLOW_*`` variables: none of them may leak into the
+    processes under test. The venv's ``bin`` goes first on ``PATH`` because Airflow 2's executors
+    start ``airflow tasks run`` by name.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith(("AIRFLOW", "_AIRFLOW")) or k.startswith("RUNCOMFY_"))
+    }
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    env["PATH"] = os.pathsep.join([str(AIRFLOW_BIN.parent), os.environ.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and all its descendants alive now (empty when ``pid`` is gone)."""
+    try:
+        parent = psutil.Process(pid)
+        return {pid, *(child.pid for child in parent.children(recursive=True))}
+    except psutil.Error:
+        return set()
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    """
+    Stop processes this test started, and everything they started, by PID.
+
+    Each was started in its own session, so SIGTERM goes to its process group; descendants that
+    moved to a group of their own (Airflow 2's task runner does) are signalled one by one. After
+    ``grace`` seconds, whatever is left is killed.
+    """
+    procs = [p for p in procs if p is not None]
+    family: list[psutil.Process] = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            family.extend(psutil.Process(proc.pid).children(recursive=True))
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    for child in family:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    _, alive = psutil.wait_procs(family, timeout=max(0.1, deadline - time.monotonic()))
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    """The last ``lines`` lines of a log file."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        return f"<cannot read {path}: {err}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class EmulatorProcess:
+    """
+    The RunComfy emulator as its own process (by default recording the client PID of every request).
+
+    ``extra_args`` go to ``python -m airflow_provider_runcomfy.emulator`` as they are (``--fault-seed``,
+    ``--queue-seconds``...; later ones win).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        token: str,
+        run_seconds: float = 2.0,
+        record_peer_pid: bool = True,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.workdir = workdir
+        self.run_seconds = run_seconds
+        self.token = token
+        self.record_peer_pid = record_peer_pid
+        self.extra_args = list(extra_args)
+        self.ready_file = workdir / "emulator-ready.json"
+        self.log_path = workdir / "emulator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+        self.control: EmulatorControl | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the emulator and wait until its ready file says where it listens."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "airflow_provider_runcomfy.emulator",
+            "--port",
+            "0",
+            "--ready-file",
+            str(self.ready_file),
+            *(["--record-peer-pid"] if self.record_peer_pid else []),
+            "--queue-seconds",
+            "0",
+            "--run-seconds",
+            str(self.run_seconds),
+            "--token",
+            self.token,
+            *self.extra_args,
+        ]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, env=base_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ready_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the emulator exited with {self.proc.returncode}:\n{tail(self.log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the emulator was not ready in {timeout} s:\n{tail(self.log_path)}")
+            time.sleep(0.1)
+        self.base_url = json.loads(self.ready_file.read_text(encoding="utf-8"))["base_url"]
+        self.control = EmulatorControl(self.base_url)
+
+    def conn_json(self) -> str:
+        """The ``AIRFLOW_CONN_RUNCOMFY_DEFAULT`` value pointing at this emulator."""
+        return json.dumps({"conn_type": "runcomfy", "host": self.base_url, "password": self.token})
+
+    def requests(self) -> list[RequestRecord]:
+        """The request log (``GET /_emulator/requests``)."""
+        assert self.control is not None
+        return self.control.requests()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job the emulator knows (``GET /_emulator/jobs``)."""
+        assert self.control is not None
+        return self.control.jobs()
+
+    def stop(self) -> None:
+        """Stop the emulator (SIGTERM, then SIGKILL)."""
+        if self.proc is not None:
+            stop_processes([self.proc], grace=10)
