@@ -13,7 +13,8 @@ Two kinds of rules, checked at two moments, as the real service does:
 Unknown input fields are **rejected** (HTTP 400, ``"<field>: unknown field"``): the real service's
 behaviour is not documented, and a strict emulator catches a misspelt field (for example an ASCII
 ``x`` in ``width×height``) that would otherwise be silently ignored and cost a paid run with
-default settings. The generic test model ``runcomfy/emulator/echo`` accepts any JSON object.
+default settings. The generic test model ``runcomfy/emulator/echo`` accepts any JSON object; numbers
+in its ``queue_seconds`` and ``run_seconds`` inputs set that one job's timing.
 
 File sizes use binary megabytes (1 MB = 1,048,576 bytes): the documentation does not say which, and
 the emulator should not fail a file that the real service may accept; clients that pre-check sizes

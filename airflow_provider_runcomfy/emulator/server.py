@@ -159,6 +159,25 @@ def _retry_after_value(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
 
+def _job_timing(kind: str, inputs: dict[str, Any], cfg: EmulatorConfig) -> tuple[float, float]:
+    """
+    A new job's queue and run seconds: the config's, or for the echo test model its own inputs'.
+
+    The echo model takes any JSON, so a soak or chaos run can give each job its own life
+    (``{"queue_seconds": 600}`` keeps one job queued while its neighbours finish) without racing
+    other submits to change the shared config. The documented models never read these fields.
+    """
+    queue_seconds, run_seconds = cfg.queue_seconds, cfg.run_seconds
+    if kind != "echo":
+        return queue_seconds, run_seconds
+    picked = []
+    for key, default in (("queue_seconds", queue_seconds), ("run_seconds", run_seconds)):
+        value = inputs.get(key, default)
+        ok = not isinstance(value, bool) and isinstance(value, int | float) and value >= 0
+        picked.append(float(value) if ok else default)
+    return picked[0], picked[1]
+
+
 def _request_id_in(path: str) -> str | None:
     """The job id a path concerns (``/v1/requests/{id}/...`` or ``/files/{id}/...``)."""
     parts = path.split("/")
@@ -482,7 +501,8 @@ class EmulatorServer:
             cfg.balance -= 1
         now = time.time()
         rid = str(uuid.uuid4())
-        start_at = now + cfg.queue_seconds
+        queue_seconds, run_seconds = _job_timing(spec.kind, inputs, cfg)
+        start_at = now + queue_seconds
         job = Job(
             request_id=rid,
             spec=spec,
@@ -491,7 +511,7 @@ class EmulatorServer:
             params=params,
             created_at=now,
             start_at=start_at,
-            finish_at=start_at + cfg.run_seconds,
+            finish_at=start_at + run_seconds,
             failure_message=cfg.failure_message,
             result_ttl=cfg.result_ttl_seconds,
         )

@@ -272,3 +272,15 @@ def test_unknown_paths_and_methods(rc: RunComfyEmulator, client: httpx.Client) -
     assert "error_message" in r.json()
     assert client.get(f"/v1/models/{EDIT}").status_code == 405
     assert client.delete(f"/v1/requests/{uuid.uuid4()}/status").status_code == 405
+
+
+def test_echo_job_takes_its_timing_from_its_inputs(rc: RunComfyEmulator, client: httpx.Client) -> None:
+    """The echo model's queue_seconds/run_seconds inputs set one job's life; others keep the config's."""
+    held = submit(client, ECHO, {"queue_seconds": 600, "run_seconds": 0})
+    quick = submit(client, ECHO, {"queue_seconds": 0, "run_seconds": 0.1})
+    default = submit(client, ECHO, {"queue_seconds": "soon"})  # not a number: the config's 0.3 s
+    assert client.get(f"/v1/requests/{held}/status").json()["status"] == "in_queue"
+    assert wait_result(client, quick)["status"] == "succeeded"
+    assert wait_result(client, default)["status"] == "succeeded"
+    assert client.get(f"/v1/requests/{held}/status").json()["status"] == "in_queue"
+    assert client.post(f"/v1/requests/{held}/cancel").json()["outcome"] == "cancelled"
