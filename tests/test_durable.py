@@ -123,3 +123,35 @@ def test_before_33_each_try_submits_anew(emu: Any) -> None:
     edit_operator(emu).execute({"ti": ti, "task_state_store": FakeStore(runcomfy_request_id=request_id)})  # type: ignore[arg-type]
     assert len(submits(emu)) == 1
     assert ti.xcom["request_id"] != request_id
+
+
+@needs_33
+def test_an_outage_while_checking_the_earlier_job_waits_for_it_instead_of_failing(emu: Any) -> None:
+    """
+    Found by the soak: a retry's check of the earlier try's job met a 503 storm, raised, and burned the
+    try although the job was fine; with the last try burned the same way, a succeeded paid job ends as a
+    failed task (a lost job). Now the check gives up quietly and the task waits for that same job.
+    """
+    request_id = finished_job(emu)
+    emu.add_fault(
+        Fault(path=r"/status$", status=503, retry_after=0.01, times=6)
+    )  # every hook retry of the check
+    ti, store = FakeTI(), FakeStore(runcomfy_request_id=request_id)
+    urls = edit_operator(emu).execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
+    assert submits(emu) == []
+    assert urls
+    assert all(f"/files/{request_id}/" in url for url in urls)
+    assert ti.xcom["request_id"] == request_id
+    storm = [r for r in emu.requests if r.path.endswith("/status") and r.status == 503]
+    assert len(storm) == 6, "the check really failed after all its retries"
+
+
+def test_only_a_job_known_to_be_over_without_success_is_submitted_anew(emu: Any) -> None:
+    """A word the provider does not know, or a check that failed, never leads to a second payment."""
+    op = edit_operator(emu)
+    for word in ("in_queue", "in_progress", "unknown", "pending", "processing", "None"):
+        assert op.is_job_active(word), word
+    for word in ("succeeded", "failed", "cancelled", "expired"):
+        assert not op.is_job_active(word), word
+    assert op.is_job_succeeded("succeeded")
+    assert not op.is_job_succeeded("failed")

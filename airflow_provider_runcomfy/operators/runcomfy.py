@@ -68,6 +68,9 @@ DEFERRAL_GRACE = timedelta(minutes=10)
 #: The word ``get_job_status`` uses for a request RunComfy no longer knows (expired or deleted).
 EXPIRED = "expired"
 
+#: The word ``get_job_status`` uses when the earlier try's request could not be checked (an outage).
+UNKNOWN = "unknown"
+
 
 def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: str | None) -> list[str]:
     """
@@ -280,13 +283,33 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
                 status = self.hook.get_result(request_id).get("status")
         except RunComfyNotFoundError:
             return EXPIRED
+        except WAIT_FATAL_ERRORS:
+            raise
+        except RunComfyError as err:
+            # An outage (503s, timeouts) must not cost this try, let alone lead to a second payment:
+            # wait for the job instead; the wait rides out failed polls and learns how it ended.
+            self.log.warning(
+                "Could not check RunComfy request %s from an earlier try (%s); waiting for it instead of "
+                "submitting again",
+                request_id,
+                err,
+            )
+            return UNKNOWN
         self.log.info("RunComfy request %s from an earlier try is %s", request_id, status)
         return str(status)
 
     def is_job_active(self, status: str) -> bool:
-        """Queued or running: reconnect instead of paying again."""
+        """
+        Reconnect instead of paying again unless the earlier job is known to be over without success.
+
+        Queued or running jobs, and jobs whose state could not be read or is a word this provider does
+        not know, are waited for: only ``failed``, ``cancelled`` and an expired request are submitted
+        anew (a wrong guess here pays twice; a wrong wait only fails this try).
+        """
+        if status == EXPIRED:
+            return False
         parsed = parse_result_status(status)
-        return parsed is not None and parsed.is_active
+        return parsed is None or parsed.is_active
 
     def is_job_succeeded(self, status: str) -> bool:
         """Succeeded: return its outputs without submitting."""
