@@ -8,20 +8,25 @@ Definitions (the same in ``RELIABILITY.md``):
 - *duplicate*: a task instance with more than one paid POST;
 - *lost job*: a job that succeeded at the emulator while its task instance did not succeed;
 - *matches*: a task instance is ``success`` and its job succeeded, or (``held``) it was marked failed
-  and its job was cancelled;
+  and its job was cancelled, or it failed without ever getting a job (nothing paid, nothing lost);
 - *resumed*: the first status poll, after the triggerer kill, of each job whose trigger the killed
   triggerer held, and which process made it (the client PID in the request log).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-ERROR_LINE = re.compile(r"\[error\s*\]|\bERROR\b|\"level\": ?\"error\"|^Traceback", re.IGNORECASE)
+ERROR_LINE = re.compile(
+    r"\[(error|critical)\s*\]|\b(ERROR|CRITICAL)\b|\"level\": ?\"(error|critical)\"|^Traceback"
+)
+LEVEL_MARK = re.compile(r"\[(error|critical)\s*\]\s*|\b(ERROR|CRITICAL)\b\s*-?\s*")
 
 
 def _seconds(values: list[float]) -> str:
@@ -30,17 +35,31 @@ def _seconds(values: list[float]) -> str:
     return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f}"
 
 
+def error_kind(line: str) -> str:
+    """The message of an error line without times, ids and numbers, so alike errors count together."""
+    text = line
+    if line.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError, AttributeError):
+            text = str(json.loads(line).get("event"))
+    else:
+        mark = LEVEL_MARK.search(line)
+        text = line[mark.end() :] if mark else line
+        text = re.split(r"\s\[[\w.]+\]\s|\sloc=", text)[0]
+    exc = re.search(r"exc_type['\"]: ?['\"](\w+)", line)
+    if exc:
+        text = f"{text.strip()}: {exc.group(1)}"
+    return re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|\d+(\.\d+)?", "#", text).strip()[:140]
+
+
 def log_errors(path: Path, limit: int = 4) -> tuple[int, list[str]]:
-    """How many error lines a log has, and its most frequent distinct ones (shortened)."""
+    """How many error lines a log has, and its most frequent kinds of error."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return 0, []
     errors = [line for line in lines if ERROR_LINE.search(line)]
-    shapes = Counter(
-        re.sub(r"[0-9a-f-]{36}|\d+(\.\d+)?", "#", line.split("]", 2)[-1].strip())[:140] for line in errors
-    )
-    return len(errors), [f"{n}x {text}" for text, n in shapes.most_common(limit)]
+    kinds = Counter(error_kind(line) for line in errors)
+    return len(errors), [f"{n}x {text}" for text, n in kinds.most_common(limit)]
 
 
 def figures(raw: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +87,8 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         ti_jobs = [jobs[r.request_id]["status"] for r in paid.get(key, []) if r.request_id in jobs]
         if key[0] == "held":
             ok = state == "failed" and ti_jobs == ["cancelled"]
+        elif not ti_jobs:  # nothing was paid: a task that failed without a job matches it
+            ok = state == "failed"
         else:
             ok = state == "success" and ti_jobs[-1:] == ["succeeded"]
             if "succeeded" in ti_jobs and state != "success":
