@@ -198,6 +198,7 @@ class Deployment:
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if executor == "celery" else "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "100000",
+            "AIRFLOW__CORE__MAX_MAP_LENGTH": "100000",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__FERNET_KEY": "",
@@ -223,7 +224,7 @@ class Deployment:
             assert broker_url is not None
             self.env |= {
                 "AIRFLOW__CELERY__BROKER_URL": broker_url,
-                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db_url.replace("+psycopg2", ""),
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db_url,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(max(1, parallelism // 2)),
             }
         self.env |= extra_env
