@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_runcomfy.emulator import Fault
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+from airflow_provider_runcomfy.jobs import CancelOutcome
 from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
 from tests.conftest import TEST_TOKEN, conn_json
 
@@ -82,7 +83,7 @@ def test_failed_event_carries_runcomfy_error(emu: Any) -> None:
 def test_cancelled_event(emu: Any) -> None:
     emu.queue_seconds = 30
     request_id = submit(emu)
-    assert RunComfyHook().cancel(request_id)
+    assert RunComfyHook().cancel(request_id) is CancelOutcome.CANCELLED
     (event,) = run_trigger(RunComfyRequestTrigger(request_id, poll_interval=0.05))
     assert event == {"status": "cancelled", "request_id": request_id, "message": "the job was cancelled"}
 
