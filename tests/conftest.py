@@ -48,14 +48,24 @@ def emulator() -> Iterator[object]:
         yield emu
 
 
+#: The dialects the core DAG tests run in: RunComfy's documented words, and every variant its own
+#: clients accept from the live service (see ``airflow_provider_runcomfy/emulator/dialect.py``).
+BOTH_DIALECTS = pytest.mark.parametrize("emu", ["documented", "live"], indirect=True)
+
+
 @pytest.fixture
-def emu(emulator: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def emu(
+    emulator: object, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[object]:
     """
     The session emulator, clean for one test, wired to the ``runcomfy_default`` connection.
 
     The connection comes from ``AIRFLOW_CONN_RUNCOMFY_DEFAULT``, the way users configure it, with a
-    fast retry policy so retry tests do not sleep for real.
+    fast retry policy so retry tests do not sleep for real. It answers in the documented dialect,
+    or in the one a test picks with ``@pytest.mark.parametrize("emu", [...], indirect=True)``
+    (:data:`BOTH_DIALECTS`).
     """
+    emulator.dialect = getattr(request, "param", "documented")  # type: ignore[attr-defined]
     emulator.clear_faults()  # type: ignore[attr-defined]
     emulator.clear_requests()  # type: ignore[attr-defined]
     emulator.queue_seconds = 0.3  # type: ignore[attr-defined]
@@ -66,6 +76,7 @@ def emu(emulator: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emulator.base_url))  # type: ignore[attr-defined]
     yield emulator
     emulator.clear_faults()  # type: ignore[attr-defined]
+    emulator.dialect = "documented"  # type: ignore[attr-defined]
 
 
 def conn_json(base_url: str, token: str = TEST_TOKEN, **extra: object) -> str:
