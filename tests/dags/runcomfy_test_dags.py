@@ -91,6 +91,21 @@ for deferrable in (True, False):
             timeout=1,
         )
 
+for deferrable in (True, False):
+    # The dialect tests: a timeout long enough for any wait that ends as it should, short enough
+    # that a wait which does not end fails the test in seconds instead of hanging it.
+    with DAG(
+        f"rc_dialect_{'deferrable' if deferrable else 'sync'}", schedule=None, start_date=START, catchup=False
+    ):
+        RunComfyImageEditOperator(
+            task_id="edit",
+            image_urls=[PORTRAIT],
+            prompt="charcoal",
+            deferrable=deferrable,
+            poll_interval=0.2,
+            timeout=20,
+        )
+
 with DAG("rc_any_model", schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True):
     RunComfyModelOperator(
         task_id="echo",
