@@ -10,8 +10,6 @@ polls from the emulator's request log, never in wall time.
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import datetime
 from typing import Any
 
@@ -19,12 +17,9 @@ import pytest
 
 from airflow_provider_runcomfy.emulator import Fault
 from tests import airflow_utils as au
+from tests.conftest import cancelling_the_first_submit, submits
 
 MODES = pytest.mark.parametrize("mode", ["deferrable", "sync"])
-
-
-def submits(emu: Any) -> list[Any]:
-    return [r for r in emu.requests if r.method == "POST" and r.path.startswith("/v1/models/")]
 
 
 def logs_of(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> str:
@@ -124,23 +119,9 @@ def test_a_failed_status_whose_result_stays_silent_fails_on_the_second_poll(
 def test_a_canceled_status_fails_the_task_within_two_polls(
     emu: Any, mode: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
-
     emu.queue_seconds = 5
-
-    def cancel_when_submitted() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            posted = [r for r in submits(emu) if r.request_id]
-            if posted:
-                RunComfyHook().cancel(posted[0].request_id)
-                return
-            time.sleep(0.05)
-
-    canceller = threading.Thread(target=cancel_when_submitted)
-    canceller.start()
-    run = au.run_dag(au.test_dags(emu.base_url)[f"rc_dialect_{mode}"])
-    canceller.join()
+    with cancelling_the_first_submit(emu):
+        run = au.run_dag(au.test_dags(emu.base_url)[f"rc_dialect_{mode}"])
     assert run.state == "failed"
     assert "RunComfyJobCancelledError" in logs_of(caplog, capfd)
     (submit,) = submits(emu)

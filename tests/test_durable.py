@@ -18,7 +18,7 @@ from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator
 from tests import airflow_utils as au
 from tests.airflow_utils import FakeTI
-from tests.conftest import BOTH_DIALECTS, conn_json
+from tests.conftest import BOTH_DIALECTS, conn_json, submits
 
 try:
     from airflow.sdk import ResumableJobMixin as _SdkMixin  # noqa: F401
@@ -28,10 +28,6 @@ except ImportError:
     HAS_TASK_STATE_STORE = False
 
 needs_33 = pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="task_state_store arrived in Airflow 3.3")
-
-
-def submits(emu: Any) -> list[Any]:
-    return [r for r in emu.requests if r.method == "POST" and r.path.startswith("/v1/models/")]
 
 
 @needs_33

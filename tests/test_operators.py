@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests import airflow_utils as au
-from tests.conftest import BOTH_DIALECTS, TEST_TOKEN
+from tests.conftest import BOTH_DIALECTS, TEST_TOKEN, cancelling_the_first_submit, submits
 
 EDIT = "bytedance/dreamina-4-0/edit"
 VIDEO = "bytedance/dreamina-3-0/pro/image-to-video"
@@ -23,10 +23,6 @@ VIDEO = "bytedance/dreamina-3-0/pro/image-to-video"
 @pytest.fixture
 def dags(emu: Any) -> dict[str, Any]:
     return au.test_dags(emu.base_url)
-
-
-def submits(emu: Any) -> list[Any]:
-    return [r for r in emu.requests if r.method == "POST" and r.path.startswith("/v1/models/")]
 
 
 @BOTH_DIALECTS
@@ -146,27 +142,9 @@ def test_timeout_cancels_the_queued_job(
 def test_cancelled_job_fails_the_task(
     emu: Any, dags: dict[str, Any], caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    import threading
-
-    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
-
     emu.queue_seconds = 5
-
-    def cancel_when_submitted() -> None:
-        import time
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            posted = [r for r in submits(emu) if r.request_id]
-            if posted:
-                RunComfyHook().cancel(posted[0].request_id)
-                return
-            time.sleep(0.05)
-
-    canceller = threading.Thread(target=cancel_when_submitted)
-    canceller.start()
-    run = au.run_dag(dags["rc_single_edit_deferrable"])
-    canceller.join()
+    with cancelling_the_first_submit(emu):
+        run = au.run_dag(dags["rc_single_edit_deferrable"])
     assert run.state == "failed"
     logs = caplog.text + "".join(capfd.readouterr())
     assert "RunComfyJobCancelledError" in logs

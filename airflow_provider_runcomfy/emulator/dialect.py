@@ -41,13 +41,8 @@ import functools
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-# The documented words (the emulator's jobs think in these; a dialect rewords them on the way out).
-IN_QUEUE = "in_queue"
-IN_PROGRESS = "in_progress"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
-COMPLETED = "completed"
+# The emulator's jobs think in the documented words; a dialect rewords them on the way out.
+from .jobs import CANCELLED, COMPLETED, IN_PROGRESS, IN_QUEUE, SUCCEEDED
 
 CANCEL_ANSWERS = ("outcome", "requested", "status")
 
