@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from airflow_provider_runcomfy.emulator import Fault
+from airflow_provider_runcomfy.exceptions import RunComfyAuthError
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator
 from tests import airflow_utils as au
 from tests.airflow_utils import FakeTI
-from tests.conftest import conn_json
+from tests.conftest import BOTH_DIALECTS, conn_json, submits
 
 try:
     from airflow.sdk import ResumableJobMixin as _SdkMixin  # noqa: F401
@@ -28,10 +29,6 @@ except ImportError:
     HAS_TASK_STATE_STORE = False
 
 needs_33 = pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="task_state_store arrived in Airflow 3.3")
-
-
-def submits(emu: Any) -> list[Any]:
-    return [r for r in emu.requests if r.method == "POST" and r.path.startswith("/v1/models/")]
 
 
 @needs_33
@@ -51,6 +48,30 @@ def test_retry_reconnects_to_the_running_job(
     assert au.xcoms(run)[("edit", -1)][0].startswith(f"{emu.base_url}/files/{submit.request_id}/")
     failed_polls = [r for r in emu.requests if r.path.endswith("/status") and r.status == 503]
     assert len(failed_polls) == failing_polls, "the first try really failed"
+
+
+@needs_33
+@pytest.mark.parametrize("emu", ["completed-results", "live"], indirect=True)
+def test_a_retry_after_the_job_ended_returns_its_result_without_paying_again(
+    emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first try sees the job end, then every result read fails (no hook retries): the try fails
+    # after the job was paid for and finished. The retry must read ``completed`` as the success it is.
+    monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emu.base_url, max_retries=0))
+    emu.queue_seconds, emu.run_seconds = 0.1, 0.3
+    emu.add_fault(Fault(path=r"/result$", kind="status", status=503, times=5))
+    run = au.run_dag(au.test_dags(emu.base_url)["rc_durable_sync"])
+
+    assert run.state == "success", au.task_states(run)
+    (submit,) = submits(emu)  # zero new POSTs on the retry
+    urls = au.xcoms(run)[("edit", -1)]
+    assert urls
+    assert all(url.startswith(f"{emu.base_url}/files/{submit.request_id}/") for url in urls)
+    assert au.xcoms(run, "request_id")[("edit", -1)] == submit.request_id
+    assert au.xcoms(run, "result")[("edit", -1)]["urls"] == urls
+    failed_reads = [r for r in emu.requests if r.path.endswith("/result") and r.status == 503]
+    assert len(failed_reads) == 5, "the first try really failed, after the job had ended"
+    assert emu.faults == [], "every injected failure was used by the first try"
 
 
 class FakeStore:
@@ -77,7 +98,7 @@ def finished_job(emu: Any, fail: bool = False) -> str:
     hook = RunComfyHook()
     request_id = hook.submit("bytedance/dreamina-4-0/edit", {"image_urls": [emu.sample_url()], "prompt": "x"})
     deadline = time.monotonic() + 10
-    while hook.get_status(request_id)["status"] != "completed":
+    while hook.get_status(request_id)["status"] not in ("completed", "succeeded", "failed"):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     emu.failure_message = None
@@ -86,6 +107,7 @@ def finished_job(emu: Any, fail: bool = False) -> str:
 
 
 @needs_33
+@pytest.mark.parametrize("emu", ["documented", "completed-results", "live"], indirect=True)
 def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: Any) -> None:
     request_id = finished_job(emu)
     ti, store = FakeTI(), FakeStore(runcomfy_request_id=request_id)
@@ -98,6 +120,7 @@ def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: A
 
 
 @needs_33
+@BOTH_DIALECTS
 def test_a_failed_job_of_an_earlier_try_is_submitted_anew(emu: Any) -> None:
     failed = finished_job(emu, fail=True)
     ti, store = FakeTI(), FakeStore(runcomfy_request_id=failed)
@@ -146,12 +169,16 @@ def test_an_outage_while_checking_the_earlier_job_waits_for_it_instead_of_failin
     assert len(storm) == 6, "the check really failed after all its retries"
 
 
-def test_only_a_job_known_to_be_over_without_success_is_submitted_anew(emu: Any) -> None:
-    """A word the provider does not know, or a check that failed, never leads to a second payment."""
+def test_an_earlier_job_that_cannot_be_checked_is_in_flight_but_a_bad_token_still_fails(emu: Any) -> None:
+    """The outage reads as ``in_flight`` (wait, never pay again); errors no wait can fix still raise."""
+    request_id = finished_job(emu)
     op = edit_operator(emu)
-    for word in ("in_queue", "in_progress", "unknown", "pending", "processing", "None"):
-        assert op.is_job_active(word), word
-    for word in ("succeeded", "failed", "cancelled", "expired"):
-        assert not op.is_job_active(word), word
-    assert op.is_job_succeeded("succeeded")
-    assert not op.is_job_succeeded("failed")
+    emu.add_fault(Fault(path=r"/status$", status=503, times=None))
+    assert op.get_job_status(request_id, {}) == "in_flight"  # type: ignore[arg-type]
+    assert op.is_job_active("in_flight")
+    emu.clear_faults()
+    emu.add_fault(
+        Fault(path=r"/status$", status=401, body={"error_code": 400004, "error_message": "bad token"})
+    )
+    with pytest.raises(RunComfyAuthError):
+        edit_operator(emu).get_job_status(request_id, {})  # type: ignore[arg-type]

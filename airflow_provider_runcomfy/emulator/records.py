@@ -14,7 +14,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("status", "drop", "delay", "truncate")
+from .dialect import dialect_named
+
+FAULT_KINDS = ("status", "drop", "delay", "truncate", "dialect")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class Fault:
       ``/files/``, ``/blobs/``, ``/images/`` and ``/samples/``. On an API call the call still takes
       effect and only its answer is cut, so a truncated submit does create a job: that is the
       "accepted, but the answer was lost" case a client must not retry blindly.
+    - ``dialect``: answer normally, but word the answer in the ``dialect`` given (a preset name of
+      ``dialect.py`` such as ``"live"`` or ``"final-status-words"``, or names joined with ``+``):
+      one endpoint, or a few polls, in the live service's vocabulary.
 
     For every kind, ``delay_seconds`` is waited first. A faulted submit (``status`` or ``drop``)
     creates no job and costs no balance. ``times`` is how many matching requests the fault applies
@@ -54,6 +59,7 @@ class Fault:
     truncate_after: int = 0
     times: int | None = 1
     rate: float = 1.0
+    dialect: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -67,6 +73,10 @@ class Fault:
             raise ValueError("Fault.delay_seconds and Fault.truncate_after must not be negative")
         if isinstance(self.rate, bool) or not isinstance(self.rate, int | float) or not 0 < self.rate <= 1:
             raise ValueError(f"Fault.rate must be a share in (0, 1], got {self.rate!r}")
+        if self.kind == "dialect":
+            if not self.dialect:
+                raise ValueError("a 'dialect' fault needs a dialect, e.g. dialect='live'")
+            dialect_named(self.dialect)  # an unknown name fails here, not on the request it applies to
 
     def to_dict(self) -> dict[str, Any]:
         """The fault as JSON-able data (the body of ``POST /_emulator/faults``)."""
