@@ -55,6 +55,10 @@ def background_faults(scale: float) -> list[Fault]:
             times=None,
             rate=0.01,
         ),
+        # RunComfy's live vocabulary (``completed`` results, ``canceled``, ``pending``/``processing``...,
+        # ``error_code: null``, cancels without ``outcome``) on a quarter of all answers, mixed with
+        # the documented words on the same jobs.
+        Fault(path=r"^/v1/", kind="dialect", dialect="live", times=None, rate=0.25),
         Fault(path=r"^/v1/models/", method="POST", status=429, retry_after=1, times=None, rate=0.05),
         Fault(path=r"^/v1/models/", method="POST", kind="delay", delay_seconds=1.5, times=None, rate=0.05),
     ]
@@ -169,10 +173,10 @@ class Database:
             self._conn = None
 
 
-def submits_by_ti(emulator: EmulatorProcess) -> dict[tuple[str, int], list[Any]]:
+def submits_by_ti(records: list[Any]) -> dict[tuple[str, int], list[Any]]:
     """Accepted (job-creating) submits per task instance, from the request log's bodies."""
     out: dict[tuple[str, int], list[Any]] = {}
-    for record in emulator.requests():
+    for record in records:
         if record.method == "POST" and record.path.startswith("/v1/models/") and record.request_id:
             body = record.body if isinstance(record.body, dict) else {}
             out.setdefault((str(body.get("soak")), int(body.get("map_index", -99))), []).append(record)
@@ -210,6 +214,20 @@ class Soak:
         self.db: Database | None = None
         self.run_id = f"soak_{int(time.time())}"
         self.killed: set[str] = set()
+        self._log: list[Any] = []
+        self._log_seen: set[tuple[Any, ...]] = set()
+
+    def log(self) -> list[Any]:
+        """The emulator's request log so far, fetched incrementally (it grows to many thousands)."""
+        assert self.emulator.control is not None
+        since = self._log[-1].time - 5 if self._log else None  # answers are logged slightly out of order
+        for record in self.emulator.control.requests(since=since):
+            key = (record.time, record.method, record.path, tuple(record.peer), record.status)
+            if key not in self._log_seen:
+                self._log_seen.add(key)
+                self._log.append(record)
+        self._log.sort(key=lambda r: r.time)
+        return self._log
 
     # -- life cycle ---------------------------------------------------------------------------------
 
@@ -347,8 +365,19 @@ class Soak:
         if state != "deferred":
             return False
         jobs = {job["request_id"]: job for job in self.emulator.jobs()}
-        (submit,) = submits_by_ti(self.emulator).get(("held", -1), [None])
+        (submit,) = submits_by_ti(self.log()).get(("held", -1), [None])
         if submit is None or jobs[submit.request_id]["status"] != "in_queue":
+            return False
+        # Only once a triggerer runs its trigger (it has polled): Airflow calls ``on_kill`` only for a
+        # trigger running in a triggerer (see RELIABILITY.md, "what is Airflow's").
+        triggerers = self.observed.pids.get("triggerer-1", set()) | self.observed.pids.get(
+            "triggerer-2", set()
+        )
+        polls = self.log()
+        if not any(
+            r.request_id == submit.request_id and r.path.endswith("/status") and r.pid in triggerers
+            for r in polls
+        ):
             return False
         self.deployment.api(
             "PATCH", f"dags/{DAG_ID}/dagRuns/{self.run_id}/taskInstances/held", {"new_state": "failed"}
@@ -395,7 +424,7 @@ class Soak:
         assert self.deployment is not None
         assert self.db is not None
         states = self.db.task_states(self.run_id)
-        submits = submits_by_ti(self.emulator)
+        submits = submits_by_ti(self.log())
         for (task_id, index), (state, try_number) in sorted(states.items()):
             if task_id != "in_worker" or state != "running" or (task_id, index) not in submits:
                 continue
