@@ -4,7 +4,8 @@ at random, and every one of them still ends with exactly the outcome its job rea
 
 A triggerer runs every deferred task of a deployment as one coroutine in one event loop, so a fan-out
 DAG puts thousands of RunComfy waits side by side while the API misbehaves: 503 storms and 429s with
-``Retry-After``, dropped connections, slow and cut-off answers, ``error_code`` bodies on HTTP 200.
+``Retry-After``, dropped connections, slow and cut-off answers, ``error_code`` bodies on HTTP 200, and
+answers in RunComfy's live vocabulary (``completed`` results, ``canceled``, ``pending``...).
 Here :data:`N_TRIGGERS` triggers (short polls) run in one loop against the emulator in its own
 process (so its CPU and memory are not this process's), with those faults drawn at random on every
 status and result call. The jobs have four real fates, fixed before the triggers start: succeeded,
@@ -57,6 +58,8 @@ FAULTS = [
     Fault(path=r"/(status|result)$", kind="drop", times=None, rate=0.03),
     Fault(path=r"/(status|result)$", kind="delay", delay_seconds=0.3, times=None, rate=0.03),
     Fault(path=r"/status$", kind="truncate", truncate_after=7, times=None, rate=0.02),
+    # RunComfy's live vocabulary (completed results, canceled, pending/processing, error_code null...).
+    Fault(path=r"/(status|result)$", kind="dialect", dialect="live", times=None, rate=0.2),
     Fault(
         path=r"/(status|result)$",
         status=200,
@@ -251,7 +254,7 @@ def test_chaos_thousands_of_triggers_each_yield_their_jobs_real_outcome(
         f"RSS before {rss_before / 2**20:.1f} MiB, peak {run['peak_rss'] / 2**20:.1f} MiB,"
         f" after {rss_after / 2**20:.1f} MiB ({(rss_after - rss_before) / 2**20:+.1f} MiB)"
     )
-    assert set(served) == {"status", "drop", "delay", "truncate"}, served
+    assert set(served) == {"status", "drop", "delay", "truncate", "dialect"}, served
     assert {503, 429, 200} <= set(codes), codes
     assert min(served.values()) >= N_TRIGGERS // 500, served
 
