@@ -155,7 +155,7 @@ class Database:
         """The task instances whose triggers the triggerer ``hostname`` holds now."""
         rows = self.query(
             "SELECT ti.task_id, ti.map_index FROM task_instance ti JOIN trigger t ON ti.trigger_id = t.id "
-            "JOIN job j ON t.triggerer_id = j.id WHERE j.hostname = %s",
+            "JOIN job j ON t.triggerer_id = j.id WHERE j.hostname = %s AND ti.state = 'deferred'",
             hostname,
         )
         return [(t, m) for t, m in rows]
@@ -408,6 +408,11 @@ class Soak:
         total = sum(by_host.get(n, 0) for n in ("triggerer-1", "triggerer-2"))
         wanted = min(20, max(4, (self.o.jobs - (self.o.in_worker or self.o.jobs // 10)) // 4))
         if total < wanted and self._elapsed() < 120:
+            return False
+        # Not while the marked-failed trigger is being cancelled: a triggerer that dies before it
+        # runs ``on_kill`` cancels nothing, and no other triggerer will (see RELIABILITY.md).
+        mark = self.observed.event("mark_failed")
+        if (mark is None and self._elapsed() < 120) or (mark is not None and time.time() < mark.at + 20):
             return False
         if not by_host:
             return False
