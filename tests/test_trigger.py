@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -156,6 +157,34 @@ def test_on_kill_cancels_a_queued_job(emu: Any) -> None:
     emu.queue_seconds = 30
     request_id = submit(emu)
     asyncio.run(RunComfyRequestTrigger(request_id).on_kill())
+    assert RunComfyHook().get_status(request_id)["status"] == "cancelled"
+
+
+def test_on_kill_cancel_survives_the_triggerers_second_cancel(
+    emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Found by the soak: Airflow 3.3's triggerer cancels a killed trigger's task again at its next sync
+    (about a second later) while ``on_kill`` runs. A cancel call waiting out a 429 was cut off there,
+    and the queued job lived on. Here the first cancel call gets a 429 and ``on_kill``'s task is
+    cancelled while it waits, as the triggerer does; the cancel must still go through.
+    """
+    emu.queue_seconds = 30
+    request_id = submit(emu)
+    emu.add_fault(Fault(path=r"/cancel$", status=429, retry_after=0.5, times=1))
+    monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emu.base_url, retry_max_delay=2))
+
+    async def kill_like_the_triggerer() -> None:
+        on_kill = asyncio.create_task(RunComfyRequestTrigger(request_id).on_kill())
+        await asyncio.sleep(0.2)  # the cancel call got its 429 and waits for its retry
+        on_kill.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await on_kill
+        await asyncio.sleep(1.5)  # the triggerer's loop runs on
+
+    asyncio.run(kill_like_the_triggerer())
+    cancels = [r.status for r in emu.requests if r.path.endswith("/cancel")]
+    assert cancels == [429, 202]
     assert RunComfyHook().get_status(request_id)["status"] == "cancelled"
 
 

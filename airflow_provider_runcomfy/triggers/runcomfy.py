@@ -160,9 +160,20 @@ class RunComfyRequestTrigger(BaseTrigger):
         Not from ``cleanup()``: that also runs when the trigger merely moves to another triggerer,
         and the job must live on then. Only a queued job can be cancelled; a running one is reported,
         and so is a cancel RunComfy took without confirming it yet (``cancellation_requested``).
+
+        The cancel runs shielded, to its end: Airflow 3.3's triggerer cancels a killed trigger's task
+        again at each sync with its supervisor (about every second) until the trigger is gone, so a
+        cancel waiting out a 429 or a 503 would be cut off and the queued job left to run and be
+        paid for (found by ``scripts/soak``; see RELIABILITY.md). The hook's retry policy bounds it.
         """
         if not self.cancel_on_kill:
             return
+        task = asyncio.get_running_loop().create_task(self._cancel_job())
+        _KILL_CANCELS.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(_KILL_CANCELS.discard)
+        await asyncio.shield(task)
+
+    async def _cancel_job(self) -> None:
         hook = self._hook()
         try:
             outcome = await hook.acancel(self.request_id)
@@ -171,3 +182,7 @@ class RunComfyRequestTrigger(BaseTrigger):
             self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
         finally:
             await hook.aclose()
+
+
+#: Cancels started by ``on_kill`` that are still running (a shielded task outlives its caller).
+_KILL_CANCELS: set[asyncio.Task[None]] = set()

@@ -111,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soak: logs and figures kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    clean = result["lost_jobs"] == 0 and result["tis_paid_more_than_once"] == 0 and not result["mismatched"]
+    clean = (
+        result["lost_jobs"] == 0
+        and result["tis_paid_more_than_once"] == 0
+        and not result["mismatched"]
+        and result["tis_unfinished"] == 0
+    )
     return 0 if clean else 1
 
 

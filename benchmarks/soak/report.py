@@ -9,6 +9,7 @@ Definitions (the same in ``RELIABILITY.md``):
 - *lost job*: a job that succeeded at the emulator while its task instance did not succeed;
 - *matches*: a task instance is ``success`` and its job succeeded, or (``held``) it was marked failed
   and its job was cancelled, or it failed without ever getting a job (nothing paid, nothing lost);
+- *unfinished*: a task instance not in a final state when the run hit its time limit (not judged);
 - *resumed*: the first status poll, after the triggerer kill, of each job whose trigger the killed
   triggerer held, and which process made it (the client PID in the request log).
 """
@@ -27,6 +28,10 @@ ERROR_LINE = re.compile(
     r"\[(error|critical)\s*\]|\b(ERROR|CRITICAL)\b|\"level\": ?\"(error|critical)\"|^Traceback"
 )
 LEVEL_MARK = re.compile(r"\[(error|critical)\s*\]\s*|\b(ERROR|CRITICAL)\b\s*-?\s*")
+
+
+#: Task instance states after which Airflow will not run the task again by itself.
+FINAL_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
 
 
 def _seconds(values: list[float]) -> str:
@@ -83,8 +88,12 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
     duplicates = {key: n for key, n in per_ti.items() if n > 1}
     lost, mismatched, failed = [], [], []
     states = Counter(state for state, _ in tis.values())
+    unfinished = []
     for key, (state, tries) in sorted(tis.items()):
         ti_jobs = [jobs[r.request_id]["status"] for r in paid.get(key, []) if r.request_id in jobs]
+        if state not in FINAL_STATES:  # a run stopped by its time limit: not judged, counted apart
+            unfinished.append(key)
+            continue
         if key[0] == "held":
             ok = state == "failed" and ti_jobs == ["cancelled"]
         elif not ti_jobs:  # nothing was paid: a task that failed without a job matches it
@@ -107,6 +116,7 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         "tis_paid_more_than_once": len(duplicates),
         "duplicates": [list(k) for k in duplicates],
         "tis_never_submitted": sorted([list(k) for k, n in per_ti.items() if n == 0]),
+        "tis_unfinished": len(unfinished),
         "lost_jobs": len(lost),
         "lost": [[list(k), s, j] for k, s, j in lost],
         "mismatched": mismatched,
@@ -227,6 +237,7 @@ def markdown(title: str, command: str, f: dict[str, Any], machine: dict[str, str
         ("Task instances paid more than once (**duplicates**)", str(f["tis_paid_more_than_once"])),
         ("**Lost jobs** (succeeded, task not success)", str(f["lost_jobs"])),
         ("Task instances whose final state does not match their job", str(len(f["mismatched"]))),
+        ("Task instances not finished when the run ended (not judged)", str(f["tis_unfinished"])),
         ("Most tasks deferred at once", str(f["max_deferred"])),
         ("API calls / faults served", f"{f['api_calls']} / {f['faults_served']}"),
     ]
