@@ -193,3 +193,41 @@ class EmulatorProcess:
         """Stop the emulator (SIGTERM, then SIGKILL)."""
         if self.proc is not None:
             stop_processes([self.proc], grace=10)
+
+
+def airflow_cli(args: Sequence[str], *, env: dict[str, str], workdir: Path, timeout: float) -> str:
+    """
+    Run ``airflow <args>`` to completion and return its output; raise with the output on failure.
+
+    Every call and its output are appended to ``<workdir>/cli.log``.
+    """
+    result = subprocess.run(
+        [str(AIRFLOW_BIN), *args],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    with (workdir / "cli.log").open("a", encoding="utf-8") as log:
+        log.write(f"$ airflow {' '.join(args)}  -> {result.returncode}\n{output}\n")
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args)} exited {result.returncode}:\n{output[-4000:]}")
+    return output
+
+
+def airflow_process(
+    args: Sequence[str], *, env: dict[str, str], workdir: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start ``airflow <args>`` in its own session (its group can be signalled), output appended to a log."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [str(AIRFLOW_BIN), *args],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -106,10 +106,8 @@ def finished_job(emu: Any, fail: bool = False) -> str:
     return request_id
 
 
-@needs_33
-@pytest.mark.parametrize("emu", ["documented", "completed-results", "live"], indirect=True)
-def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: Any) -> None:
-    request_id = finished_job(emu)
+def retry_returns_the_earlier_job(emu: Any, request_id: str) -> FakeTI:
+    """Run a new try whose store holds ``request_id``: it must return that job's outputs, paying nothing."""
     ti, store = FakeTI(), FakeStore(runcomfy_request_id=request_id)
     urls = edit_operator(emu).execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
     assert submits(emu) == []
@@ -117,6 +115,14 @@ def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: A
     assert all(f"/files/{request_id}/" in url for url in urls)
     assert ti.xcom["request_id"] == request_id
     assert ti.xcom["result"]["urls"] == urls
+    return ti
+
+
+@needs_33
+@pytest.mark.parametrize("emu", ["documented", "completed-results", "live"], indirect=True)
+def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: Any) -> None:
+    request_id = finished_job(emu)
+    retry_returns_the_earlier_job(emu, request_id)
 
 
 @needs_33
@@ -156,15 +162,9 @@ def test_an_outage_while_checking_the_earlier_job_waits_for_it_instead_of_failin
     failed task (a lost job). Now the check gives up quietly and the task waits for that same job.
     """
     request_id = finished_job(emu)
-    emu.add_fault(
-        Fault(path=r"/status$", status=503, retry_after=0.01, times=6)
-    )  # every hook retry of the check
-    ti, store = FakeTI(), FakeStore(runcomfy_request_id=request_id)
-    urls = edit_operator(emu).execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
-    assert submits(emu) == []
-    assert urls
-    assert all(f"/files/{request_id}/" in url for url in urls)
-    assert ti.xcom["request_id"] == request_id
+    # Every attempt of the check: the first one and the hook's 5 retries.
+    emu.add_fault(Fault(path=r"/status$", status=503, retry_after=0.01, times=6))
+    retry_returns_the_earlier_job(emu, request_id)
     storm = [r for r in emu.requests if r.path.endswith("/status") and r.status == 503]
     assert len(storm) == 6, "the check really failed after all its retries"
 

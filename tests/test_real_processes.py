@@ -30,7 +30,6 @@ import json
 import os
 import socket
 import sqlite3
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.processes import (
-    AIRFLOW_BIN,
     TESTS_DIR,
     EmulatorProcess,
+    airflow_cli,
+    airflow_process,
     base_env,
     free_port,
     process_tree,
@@ -53,6 +53,7 @@ from tests.processes import (
 )
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Callable, Iterable, Iterator
 
     from airflow_provider_runcomfy.emulator.records import RequestRecord
@@ -174,34 +175,12 @@ class AirflowStack:
 
     def cli(self, *args: str, timeout: float = START_TIMEOUT) -> str:
         """Run ``airflow <args>`` to completion and return its output; raise with the output on failure."""
-        result = subprocess.run(
-            [str(AIRFLOW_BIN), *args],
-            env=self.env,
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        output = result.stdout + result.stderr
-        with (self.workdir / "cli.log").open("a", encoding="utf-8") as log:
-            log.write(f"$ airflow {' '.join(args)}  -> {result.returncode}\n{output}\n")
-        if result.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} exited {result.returncode}:\n{output[-4000:]}")
-        return output
+        return airflow_cli(args, env=self.env, workdir=self.workdir, timeout=timeout)
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start ``airflow <args>`` in its own session, its output in ``<workdir>/<name>.log``."""
         path = self.workdir / f"{name}.log"
-        with path.open("wb") as log:
-            proc = subprocess.Popen(
-                [str(AIRFLOW_BIN), *args],
-                env=self.env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = airflow_process(args, env=self.env, workdir=self.workdir, log_path=path)
         self.procs[name], self.logs[name] = proc, path
         return proc
 

@@ -21,7 +21,16 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.processes import AIRFLOW_BIN, REPO_ROOT, base_env, free_port, process_tree, stop_processes, tail
+from tests.processes import (
+    REPO_ROOT,
+    airflow_cli,
+    airflow_process,
+    base_env,
+    free_port,
+    process_tree,
+    stop_processes,
+    tail,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -233,34 +242,13 @@ class Deployment:
 
     def cli(self, *args: str, timeout: float = START_TIMEOUT) -> str:
         """Run ``airflow <args>`` to completion; raise with its output on failure."""
-        result = subprocess.run(
-            [str(AIRFLOW_BIN), *args],
-            env=self.env,
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        output = result.stdout + result.stderr
-        with (self.workdir / "cli.log").open("a", encoding="utf-8") as log:
-            log.write(f"$ airflow {' '.join(args)}  -> {result.returncode}\n{output}\n")
-        if result.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} exited {result.returncode}:\n{output[-4000:]}")
-        return output
+        return airflow_cli(args, env=self.env, workdir=self.workdir, timeout=timeout)
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start ``airflow <args>`` as ``name`` in its own session; output appended to ``<name>.log``."""
         path = self.workdir / f"{name}.log"
-        with path.open("ab") as log:
-            proc = subprocess.Popen(
-                [str(AIRFLOW_BIN), *args],
-                env=self.env | {"RUNCOMFY_SOAK_HOSTNAME": name} | (env or {}),
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        full_env = self.env | {"RUNCOMFY_SOAK_HOSTNAME": name} | (env or {})
+        proc = airflow_process(args, env=full_env, workdir=self.workdir, log_path=path)
         self.procs[name], self.logs[name] = proc, path
         return proc
 
