@@ -102,6 +102,4 @@ def index_response(server: EmulatorServer, request: Request) -> Response:
     data = index_data(server)
     if _wants_html(request):
         return Response(body=render_html(data).encode("utf-8"), content_type="text/html; charset=utf-8")
-    return Response(
-        body=json.dumps(data, indent=2).encode("utf-8") + b"\n", content_type="application/json"
-    )
+    return Response(body=json.dumps(data, indent=2).encode("utf-8") + b"\n", content_type="application/json")

@@ -61,7 +61,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 @pytest.fixture
-def runcomfy_emulator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunComfyEmulator]:
+def runcomfy_emulator(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunComfyEmulator]:
     """A RunComfy emulator on 127.0.0.1, wired to the ``runcomfy_default`` connection for this test."""
     from airflow_provider_runcomfy.emulator import RunComfyEmulator
 
