@@ -12,8 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_runcomfy import testing
-from airflow_provider_runcomfy.testing.dags import airflow_major, all_xcom_values, init_db, load_dags
-from airflow_provider_runcomfy.testing.dags import task_states, xcoms
+from airflow_provider_runcomfy.testing.dags import (
+    airflow_major,
+    all_xcom_values,
+    init_db,
+    load_dags,
+    task_states,
+    xcoms,
+)
 
 __all__ = [
     "AIRFLOW_3",

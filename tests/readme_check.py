@@ -11,12 +11,14 @@ THE CONVENTION (for everyone who adds a README section):
   - ``<!-- readme-check: background (REASON) -->``: a shell block that starts a server. It is started
     in the background, must print a first line on stdout within 60 s (then later blocks run while it
     lives) and is stopped at the end.
+  - ``<!-- readme-check: lines N[,M...] (REASON) -->``: run only the listed lines (1-based) of a
+    shell block, e.g. ``scripts/demo`` but not ``scripts/test`` (this suite) from the same block.
   - ``<!-- readme-check: file PATH -->``: not run; written to ``PATH`` in a scratch directory (a DAG
     file, a test file) for a test that uses it (``tests/test_readme.py`` runs the pytest example).
 
 * Blocks without a language, or with another one (output samples, diagrams, tables), never run.
-* Shell blocks run one by one with ``bash -e`` (as typed: no pipefail) in the repository root (what a fresh clone
-  has), with the test environment's ``bin`` first on ``PATH`` (``python``, ``airflow``, ``pytest``), a
+* Shell blocks run one by one with ``bash -e`` (as typed: no pipefail) in the repository root (what
+  a fresh clone has), with the test environment's ``bin`` first on ``PATH`` (``python``, ``airflow``, ``pytest``), a
   throwaway ``AIRFLOW_HOME`` and no ``AIRFLOW_CONN_*`` variable; ``export`` does not carry over to the
   next block, so a block must set what it needs.
 * Python blocks run in one interpreter, in README order, sharing one namespace (a later block may use
@@ -74,7 +76,9 @@ def parse(text: str) -> list[Block]:
         fence = _FENCE.match(lines[i])
         if not fence:
             if "readme-check" in lines[i] and not (i + 1 < len(lines) and lines[i + 1].startswith("```")):
-                raise ReadmeCheckError(f"README line {i + 1}: a readme-check marker must be right before a fence")
+                raise ReadmeCheckError(
+                    f"README line {i + 1}: a readme-check marker must be right before a fence"
+                )
             i += 1
             continue
         start = i
@@ -87,8 +91,12 @@ def parse(text: str) -> list[Block]:
         marker = arg = None
         if start > 0 and (m := _MARKER.match(lines[start - 1].strip())):
             marker, arg = m["kind"], m["arg"]
-            if marker not in ("skip", "background", "file"):
+            if marker not in ("skip", "background", "file", "lines"):
                 raise ReadmeCheckError(f"README line {start}: unknown readme-check marker {marker!r}")
+            if marker == "lines" and not re.fullmatch(r"\d+(,\d+)* \(.+\)", arg):
+                raise ReadmeCheckError(
+                    f"README line {start}: 'lines' needs line numbers and a reason: 1,3 (why)"
+                )
             if marker in ("skip", "background") and not re.fullmatch(r"\(.+\)", arg):
                 raise ReadmeCheckError(f"README line {start}: '{marker}' needs a reason in parentheses")
             if marker == "file" and not arg:
@@ -148,16 +156,25 @@ def run(readme: Path, *, root: Path = ROOT, scratch: Path | None = None, timeout
                 background.append(_start_background(block, where, root, env))
                 log.append(f"{where} started in the background")
             elif block.kind == "shell":
+                code = block.code
+                if block.marker == "lines":
+                    wanted = [int(n) for n in block.arg.split(" ", 1)[0].split(",")]
+                    code = "\n".join(block.code.splitlines()[n - 1] for n in wanted) + "\n"
                 result = subprocess.run(
-                    ["bash", "-e", "-c", block.code],
-                    cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+                    ["bash", "-e", "-c", code],
+                    cwd=root,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    check=False,
                 )
                 if result.returncode != 0:
                     raise ReadmeCheckError(
                         f"{where}: shell block exited {result.returncode}\n{block.code}\n"
                         f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
                     )
-                log.append(f"{where} ran")
+                log.append(f"{where} ran" + (f" lines {block.arg}" if block.marker == "lines" else ""))
             else:
                 python_blocks.append((block.line, block.code))
                 log.append(f"{where} ran (python)")
@@ -166,7 +183,12 @@ def run(readme: Path, *, root: Path = ROOT, scratch: Path | None = None, timeout
             blocks_file.write_text(json.dumps(python_blocks), encoding="utf-8")
             result = subprocess.run(
                 [sys.executable, "-c", _PYTHON_RUNNER, str(blocks_file)],
-                cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
             if result.returncode != 0:
                 raise ReadmeCheckError(f"python blocks failed:\n{result.stderr[-5000:]}")
@@ -185,7 +207,11 @@ def _start_background(block: Block, where: str, root: Path, env: dict[str, str])
     """Start a server block; wait for its first stdout line (it is ready then), or fail."""
     proc = subprocess.Popen(
         ["bash", "-e", "-c", f"exec {block.code.strip()}"],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 60

@@ -64,6 +64,8 @@ def test_readme_user_test_passes_with_the_plugin(tmp_path: Path) -> None:
         ("```python\nraise SystemExit(3)\n```\n", "python blocks failed"),
         ("<!-- readme-check: skip -->\n```bash\nfalse\n```\n", "needs a reason"),
         ("<!-- readme-check: later (x) -->\n```bash\ntrue\n```\n", "unknown readme-check marker"),
+        ("<!-- readme-check: lines 2 (only the second) -->\n```bash\ntrue\nfalse\n```\n", "exited 1"),
+        ("<!-- readme-check: lines 1 -->\n```bash\ntrue\n```\n", "needs line numbers and a reason"),
     ],
 )
 def test_the_check_fails_on_a_broken_block_or_marker(tmp_path: Path, block: str, message: str) -> None:

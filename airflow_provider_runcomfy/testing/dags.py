@@ -51,7 +51,7 @@ def load_dags(path: Path | str) -> dict[str, Any]:
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 2
-        from airflow.models.dagbag import DagBag
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
     kwargs: dict[str, Any] = {"dag_folder": str(path)}
     if airflow_major() < 3:
@@ -160,9 +160,9 @@ def task_states(dag_run: Any) -> dict[tuple[str, int], str]:
 def _xcom_rows(dag_run: Any, key: str | None) -> list[tuple[str, int, Any]]:
     """(task_id, map_index, value) of a run's XComs, deserialized on either Airflow line."""
     try:
-        from airflow.models.xcom import XComModel as Row
+        from airflow.models.xcom import XComModel as Row  # type: ignore[attr-defined]
     except ImportError:  # Airflow 2
-        from airflow.models.xcom import BaseXCom as Row
+        from airflow.models.xcom import BaseXCom as Row  # type: ignore[no-redef]
 
     airflow_3 = airflow_major() >= 3
     with _session() as session:
