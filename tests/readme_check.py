@@ -17,10 +17,10 @@ THE CONVENTION (for everyone who adds a README section):
     file, a test file) for a test that uses it (``tests/test_readme.py`` runs the pytest example).
 
 * Blocks without a language, or with another one (output samples, diagrams, tables), never run.
-* Shell blocks run one by one with ``bash -e`` (as typed: no pipefail) in the repository root (what
-  a fresh clone has), with the test environment's ``bin`` first on ``PATH`` (``python``, ``airflow``, ``pytest``), a
-  throwaway ``AIRFLOW_HOME`` and no ``AIRFLOW_CONN_*`` variable; ``export`` does not carry over to the
-  next block, so a block must set what it needs.
+* Shell blocks run one by one with ``bash -e`` (as typed: no pipefail) in the repository root
+  (what a fresh clone has), with the test environment's ``bin`` first on ``PATH`` (``python``,
+  ``airflow``, ``pytest``), a throwaway ``AIRFLOW_HOME`` and no ``AIRFLOW_CONN_*`` variable;
+  ``export`` does not carry over to the next block, so a block must set what it needs.
 * Python blocks run in one interpreter, in README order, sharing one namespace (a later block may use
   a name an earlier one defined, as a reader would), in the repository root.
 * An unknown marker, or a ``skip`` without a reason, is an error: the convention cannot rot silently.
