@@ -22,7 +22,8 @@ THE CONVENTION (for everyone who adds a README section):
   ``airflow``, ``pytest``), a throwaway ``AIRFLOW_HOME`` and no ``AIRFLOW_CONN_*`` variable;
   ``export`` does not carry over to the next block, so a block must set what it needs.
 * Python blocks run in one interpreter, in README order, sharing one namespace (a later block may use
-  a name an earlier one defined, as a reader would), in the repository root.
+  a name an earlier one defined, as a reader would), in the repository root, after the shell blocks
+  (background servers still run then).
 * An unknown marker, or a ``skip`` without a reason, is an error: the convention cannot rot silently.
 
 ``python tests/readme_check.py [README.md]`` runs the check by hand and exits non-zero on a failure.
@@ -160,15 +161,7 @@ def run(readme: Path, *, root: Path = ROOT, scratch: Path | None = None, timeout
                 if block.marker == "lines":
                     wanted = [int(n) for n in block.arg.split(" ", 1)[0].split(",")]
                     code = "\n".join(block.code.splitlines()[n - 1] for n in wanted) + "\n"
-                result = subprocess.run(
-                    ["bash", "-e", "-c", code],
-                    cwd=root,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=timeout,
-                    check=False,
-                )
+                result = _run_command(["bash", "-e", "-c", code], root, env, timeout)
                 if result.returncode != 0:
                     raise ReadmeCheckError(
                         f"{where}: shell block exited {result.returncode}\n{block.code}\n"
@@ -181,14 +174,8 @@ def run(readme: Path, *, root: Path = ROOT, scratch: Path | None = None, timeout
         if python_blocks:
             blocks_file = scratch / "python-blocks.json"
             blocks_file.write_text(json.dumps(python_blocks), encoding="utf-8")
-            result = subprocess.run(
-                [sys.executable, "-c", _PYTHON_RUNNER, str(blocks_file)],
-                cwd=root,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
+            result = _run_command(
+                [sys.executable, "-c", _PYTHON_RUNNER, str(blocks_file)], root, env, timeout
             )
             if result.returncode != 0:
                 raise ReadmeCheckError(f"python blocks failed:\n{result.stderr[-5000:]}")
@@ -201,6 +188,15 @@ def run(readme: Path, *, root: Path = ROOT, scratch: Path | None = None, timeout
                 proc.kill()
                 proc.wait()
     return log
+
+
+def _run_command(
+    command: list[str], root: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """One block's process in the repository root, its output captured for the failure message."""
+    return subprocess.run(
+        command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _start_background(block: Block, where: str, root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
