@@ -127,26 +127,12 @@ def dimensions(path: Path) -> str:
 
 
 def run_dag(images: list[str]) -> Any:
-    from airflow.utils import db
+    """One ``dag.test()`` run of the example DAG with the provider's own helper (what users get from
+    its pytest plugin); it drops the DAG's deadline alert, which ``dag.test()`` on 3.3 cannot handle."""
+    from airflow_provider_runcomfy.testing import run_dag as dag_test
 
-    from airflow_provider_runcomfy.emulator import RunComfyEmulator  # noqa: F401 - fail early if missing
-
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2
-        from airflow.models.dagbag import DagBag
-
-    db.initdb()
-    bag = DagBag(dag_folder=str(ROOT / "example_dags" / f"{DAG_ID}.py"))
-    if bag.import_errors:
-        raise SystemExit(f"the example DAG does not import: {bag.import_errors}")
-    dag = bag.dags[DAG_ID]
-    # Airflow 3.3's dag.test() crashes when a run with a deadline alert finishes (it looks the alerts
-    # up by ids that only a scheduler-serialized DAG has). The scheduler handles them; the demo drops it.
-    if getattr(dag, "deadline", None):
-        dag.deadline = None
     conf = {"images": images, "destination": OUTPUT.as_uri()}
-    return dag.test(run_conf=conf)
+    return dag_test(ROOT / "example_dags" / f"{DAG_ID}.py", run_conf=conf, dag_id=DAG_ID)
 
 
 def xcom(run: Any, task_id: str, key: str = "return_value") -> dict[int, Any]:

@@ -1,19 +1,16 @@
 """
 The README as a new user meets it: its shell and Python blocks run as written (``readme_check.py``
-holds the convention), its pytest example passes with the shipped plugin, and the plugin stays out
-of the way of other test suites.
+holds the convention) and its pytest example passes with the shipped plugin.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests import airflow_utils as au
 from tests.readme_check import ROOT, ReadmeCheckError, check_env, parse, run
 
 if TYPE_CHECKING:
@@ -22,7 +19,7 @@ if TYPE_CHECKING:
 README = ROOT / "README.md"
 
 
-def _pytest(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_pytest(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """pytest in a fresh process, as a user would start it in ``cwd`` (no AIRFLOW_* of this suite)."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
@@ -52,7 +49,7 @@ def test_readme_user_test_passes_with_the_plugin(tmp_path: Path) -> None:
     env = check_env(ROOT, tmp_path)
     del env["AIRFLOW_HOME"]  # the plugin's throwaway home, as on a user's machine
     del env["AIRFLOW__CORE__LOAD_EXAMPLES"]
-    result = _pytest(tmp_path, "tests/test_edit_portrait.py", env=env)
+    result = run_pytest(tmp_path, "tests/test_edit_portrait.py", env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "1 passed" in result.stdout
 
@@ -73,53 +70,3 @@ def test_the_check_fails_on_a_broken_block_or_marker(tmp_path: Path, block: str,
     readme.write_text(f"# x\n\n```\nan output sample is never run\n```\n\n{block}", encoding="utf-8")
     with pytest.raises(ReadmeCheckError, match=message):
         run(readme, root=tmp_path, scratch=tmp_path)
-
-
-_UNRELATED_TEST = """
-import os, sys
-
-def test_unrelated():
-    assert "airflow" not in sys.modules  # the plugin imported nothing heavy
-    with open("seen.txt", "w") as fh:
-        fh.write(os.environ.get("AIRFLOW_HOME", "<unset>"))
-"""
-
-
-@pytest.mark.parametrize(
-    ("args", "user_home", "expected"),
-    [
-        ((), None, "runcomfy-airflow-home-"),  # a throwaway home when the user set none
-        ((), "/tmp/users-own-airflow-home", "/tmp/users-own-airflow-home"),  # the user's is kept
-        (("-p", "no:runcomfy"), None, "<unset>"),  # opted out: nothing set
-    ],
-)
-def test_the_plugin_stays_out_of_other_suites(
-    tmp_path: Path, args: tuple[str, ...], user_home: str | None, expected: str
-) -> None:
-    (tmp_path / "test_unrelated.py").write_text(_UNRELATED_TEST, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
-    if user_home:
-        env["AIRFLOW_HOME"] = user_home
-    result = _pytest(tmp_path, *args, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert expected in (tmp_path / "seen.txt").read_text()
-
-
-def test_run_dag_runs_a_dag_object_built_in_a_test(emu: object) -> None:
-    """A DAG defined here (outside the DAGs folder) runs: Airflow 3 gets it serialized first."""
-    from airflow.providers.common.compat.sdk import DAG
-
-    from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator
-
-    with DAG("readme_inline_dag", schedule=None) as dag:
-        RunComfyImageEditOperator(
-            task_id="edit",
-            image_urls=[emu.sample_url("square.png")],  # type: ignore[attr-defined]
-            prompt="inline",
-            deferrable=True,
-            poll_interval=0.2,
-        )
-    run_ = au.run_dag(dag)
-    assert run_.state == "success", au.task_states(run_)
-    [url] = au.xcoms(run_)[("edit", -1)]
-    assert url.startswith(emu.base_url)  # type: ignore[attr-defined]
