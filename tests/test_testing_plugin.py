@@ -83,3 +83,22 @@ def test_run_dag_runs_a_dag_object_built_in_a_test(emu: object) -> None:
     assert run_.state == "success", au.task_states(run_)
     [url] = au.xcoms(run_)[("edit", -1)]
     assert url.startswith(emu.base_url)  # type: ignore[attr-defined]
+
+
+def test_run_dag_runs_a_dag_file_outside_the_dags_folder(emu: object, tmp_path: Path) -> None:
+    """A user's DAG file elsewhere, importing a module beside it: copied where Airflow 3 needs it."""
+    (tmp_path / "my_prompts.py").write_text('PROMPT = "from a module beside the DAG"\n')
+    dag_file = tmp_path / "my_outside_dag.py"
+    dag_file.write_text(
+        "from airflow.providers.common.compat.sdk import DAG\n"
+        "from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator\n"
+        "from my_prompts import PROMPT\n"
+        "with DAG('outside_dag', schedule=None, params={'image': ''}) as dag:\n"
+        "    RunComfyImageEditOperator(task_id='edit', image_urls=['{{ params.image }}'], prompt=PROMPT,\n"
+        "                              deferrable=True, poll_interval=0.2)\n"
+    )
+    image = emu.sample_url("landscape.jpg")  # type: ignore[attr-defined]
+    run_ = au.run_dag(dag_file, run_conf={"image": image})
+    assert run_.state == "success", au.task_states(run_)
+    [submit] = [r for r in emu.requests if r.method == "POST"]  # type: ignore[attr-defined]
+    assert submit.body == {"image_urls": [image], "prompt": "from a module beside the DAG"}

@@ -5,7 +5,8 @@ database, so a DAG that only exists in memory fails with "Cannot create DagRun .
 is not serialized". ``run_dag`` closes that gap:
 
 - a DAG **file** is copied into the DAGs folder when it is not inside it (Airflow parses the folder
-  as its ``dags-folder`` bundle during ``dag.test()``), then parsed like Airflow parses it;
+  as its ``dags-folder`` bundle during ``dag.test()``), then parsed like Airflow parses it; its own
+  directory goes on ``sys.path`` so modules beside it still import;
 - a DAG **object** defined elsewhere (a test module, a fixture) is serialized into the metadata
   database under the ``dags-folder`` bundle, exactly what the DAG processor would have written.
 
@@ -20,6 +21,7 @@ import importlib
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,10 @@ def _inside(path: Path, folder: Path) -> bool:
 def _dag_from_file(path: Path, dag_id: str | None) -> Any:
     """Copy the file into the DAGs folder when Airflow 3 needs it there, then parse it."""
     path = path.resolve()
+    # Airflow puts the DAGs folder on sys.path, not a DAG file's own directory: keep the modules
+    # beside the file importable, from the file or its copy (parsing happens in this process).
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     if airflow_major() >= 3 and not _inside(path, dags_folder()):
         target = dags_folder() / path.name
         shutil.copyfile(path, target)
