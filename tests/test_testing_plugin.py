@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from airflow_provider_runcomfy.testing.dags import dags_folder
 from tests import airflow_utils as au
 from tests.test_readme import run_pytest
 
@@ -86,7 +87,7 @@ def test_run_dag_runs_a_dag_object_built_in_a_test(emu: object) -> None:
 
 
 def test_run_dag_runs_a_dag_file_outside_the_dags_folder(emu: object, tmp_path: Path) -> None:
-    """A user's DAG file elsewhere, importing a module beside it: copied where Airflow 3 needs it."""
+    """A user's DAG file elsewhere, importing a module beside it: it runs, and nothing is copied."""
     (tmp_path / "my_prompts.py").write_text('PROMPT = "from a module beside the DAG"\n')
     dag_file = tmp_path / "my_outside_dag.py"
     dag_file.write_text(
@@ -102,3 +103,8 @@ def test_run_dag_runs_a_dag_file_outside_the_dags_folder(emu: object, tmp_path: 
     assert run_.state == "success", au.task_states(run_)
     [submit] = [r for r in emu.requests if r.method == "POST"]  # type: ignore[attr-defined]
     assert submit.body == {"image_urls": [image], "prompt": "from a module beside the DAG"}
+    assert sorted(p.name for p in dags_folder().glob("*.py")) == ["runcomfy_test_dags.py"]  # no copy
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".py") == [
+        "my_outside_dag.py",
+        "my_prompts.py",
+    ]

@@ -33,10 +33,11 @@ def isolated_airflow_env(*, dags_folder: Path | str | None = None, force: bool =
     """Point Airflow at a fresh temporary home (SQLite DB inside, removed at exit); return it.
 
     Sets ``AIRFLOW_HOME``, ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, ``AIRFLOW__CORE__DAGS_FOLDER``
-    (``dags_folder``, else ``$AIRFLOW_HOME/dags``: where ``run_dag`` writes DAG files Airflow 3 must
-    find on disk) and turns off example DAGs. Without ``force`` it does nothing and returns ``None``
-    when ``user_configured_airflow()``; with ``force`` (this project's suite) it replaces any home.
-    Calling it again reuses the home it made, only moving the DAGs folder.
+    (``dags_folder``, else an empty ``$AIRFLOW_HOME/dags``: Airflow 3's ``dag.test()`` parses it on
+    every run, so an empty one keeps that cheap) and turns off example DAGs. Without ``force`` it
+    does nothing and returns ``None`` when ``user_configured_airflow()``; with ``force`` (this
+    project's suite) it replaces any home. Calling it again reuses the home it made, only moving the
+    DAGs folder.
     """
     global _created
     if "airflow" in sys.modules:  # too late: Airflow has read its configuration

@@ -4,11 +4,16 @@ Airflow 3's ``dag.test()`` creates its run from the DAG's *serialized* form in t
 database, so a DAG that only exists in memory fails with "Cannot create DagRun ... because the dag
 is not serialized". ``run_dag`` closes that gap:
 
-- a DAG **file** is copied into the DAGs folder when it is not inside it (Airflow parses the folder
-  as its ``dags-folder`` bundle during ``dag.test()``), then parsed like Airflow parses it; its own
-  directory goes on ``sys.path`` so modules beside it still import;
-- a DAG **object** defined elsewhere (a test module, a fixture) is serialized into the metadata
-  database under the ``dags-folder`` bundle, exactly what the DAG processor would have written.
+- a DAG **file** is parsed where it is, like Airflow parses it (its own directory goes on
+  ``sys.path`` so modules beside it still import);
+- a DAG (from a file, or an object built in a test or fixture) that is not inside the configured
+  DAGs folder is serialized into the metadata database under the ``dags-folder`` bundle, exactly
+  what the DAG processor would have written after parsing it there. A DAG inside the DAGs folder
+  needs nothing: ``dag.test()`` parses that folder itself.
+
+Nothing is copied or written next to the user's files: an earlier version copied outside files into
+the DAGs folder, which, when that folder is a source tree (this project's ``tests/dags``, a user's
+``dags/``), leaves stray copies behind.
 
 Airflow 2.11 runs any DAG object as it is. Both lines need the metadata database of the throwaway
 ``AIRFLOW_HOME``, created here once per process. Airflow is imported only inside the functions.
@@ -20,7 +25,6 @@ import functools
 import importlib
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,16 +73,12 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _dag_from_file(path: Path, dag_id: str | None) -> Any:
-    """Copy the file into the DAGs folder when Airflow 3 needs it there, then parse it."""
+    """Parse the file where it is and pick its DAG (``dag_id``, or its only one)."""
     path = path.resolve()
     # Airflow puts the DAGs folder on sys.path, not a DAG file's own directory: keep the modules
-    # beside the file importable, from the file or its copy (parsing happens in this process).
+    # beside the file importable (parsing happens in this process).
     if str(path.parent) not in sys.path:
         sys.path.append(str(path.parent))
-    if airflow_major() >= 3 and not _inside(path, dags_folder()):
-        target = dags_folder() / path.name
-        shutil.copyfile(path, target)
-        path = target
     dags = load_dags(path)
     if dag_id is not None:
         if dag_id not in dags:
@@ -123,7 +123,7 @@ def run_dag(
     Deferrable tasks run their trigger inline, after the serialize round trip a triggerer would
     make. Check ``run.state == "success"``, then ``task_states(run)`` and ``xcoms(run)``.
 
-    :param dag: a DAG object, or a ``.py`` file defining it (copied into the DAGs folder on Airflow 3)
+    :param dag: a DAG object, or a ``.py`` file defining it (anywhere: nothing is copied)
     :param run_conf: the run's ``conf`` (what ``dag_run.conf`` and ``params`` see)
     :param dag_id: which DAG of a file that defines several
     :param keep_deadlines: Airflow 3.3's ``dag.test()`` crashes when a run of a DAG with a deadline
@@ -133,7 +133,7 @@ def run_dag(
     init_db()
     if isinstance(dag, str | os.PathLike):
         dag = _dag_from_file(Path(dag), dag_id)
-    elif airflow_major() >= 3 and not _inside(Path(dag.fileloc), dags_folder()):
+    if airflow_major() >= 3 and not _inside(Path(dag.fileloc), dags_folder()):
         _serialize_into_db(dag)
     if not keep_deadlines and getattr(dag, "deadline", None):
         log.info("dag.test(): dropping the deadline alerts of %s (the scheduler evaluates them)", dag.dag_id)
