@@ -43,6 +43,13 @@ from airflow_provider_runcomfy.jobs import (
     describe_cancel,
     parse_result_status,
 )
+from airflow_provider_runcomfy.links import (
+    STORED_URL_XCOM_KEY,
+    RunComfyOutputLink,
+    RunComfyStoredOutputLink,
+    first_stored_url,
+    s3_has_custom_endpoint,
+)
 from airflow_provider_runcomfy.validation import (
     EDIT_MODEL_ID,
     SIZE_FIELD,
@@ -187,6 +194,7 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
     template_fields: Sequence[str] = ("model_id", "inputs")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
     ui_color = "#e8f0ff"
+    operator_extra_links = (RunComfyOutputLink(),)
     external_id_key = "runcomfy_request_id"
 
     def __init__(
@@ -505,7 +513,9 @@ class RunComfyDownloadOperator(BaseOperator):
     a failure never leaves a partial file. File names derive from the URL, so a retry overwrites its
     own files and runs never mix. The token is never sent to the CDN.
 
-    ``return_value`` is the list of stored locations, in the order of ``urls``.
+    ``return_value`` is the list of stored locations, in the order of ``urls``; ``stored_url`` the URL
+    form of the first one that has one, which the ``Stored output`` link opens (see
+    :mod:`airflow_provider_runcomfy.links` for which locations have one).
 
     :param urls: one URL, a list, or the output of a mapped task (a list of lists, flattened in
         order), e.g. ``edit.output`` or ``animate.output``. (templated)
@@ -519,6 +529,7 @@ class RunComfyDownloadOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("urls", "destination")
     ui_color = "#eef7ee"
+    operator_extra_links = (RunComfyStoredOutputLink(),)
 
     def __init__(
         self,
@@ -536,6 +547,8 @@ class RunComfyDownloadOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.verify_images = verify_images
         self.runcomfy_conn_id = runcomfy_conn_id
+        #: ``(urls, stored locations)`` of the copy this task made, once it has made it.
+        self.copied: tuple[list[str], list[str]] | None = None
 
     def execute(self, context: Context) -> list[str]:
         """Copy every URL and return where each landed."""
@@ -555,7 +568,7 @@ class RunComfyDownloadOperator(BaseOperator):
                     Timeouts.from_extra(conn.extra_dejson),
                 )
         self.log.info("Copying %d RunComfy output(s) to %s", len(urls), self.destination)
-        return copy_outputs(
+        stored = copy_outputs(
             urls,
             self.destination,
             retry=retry,
@@ -563,3 +576,18 @@ class RunComfyDownloadOperator(BaseOperator):
             verify_images=self.verify_images,
             conn_id=self.destination_conn_id,
         )
+        self.record_stored(context, urls, stored)
+        return stored
+
+    def record_stored(self, context: Context, urls: list[str], stored: list[str]) -> None:
+        """
+        Tell Airflow what was stored: the ``Stored output`` link and the events of Asset outlets.
+
+        Kept for lineage too (``get_openlineage_facets_on_complete`` runs in this same process).
+        """
+        self.copied = (urls, stored)
+        has_endpoint = any(s.startswith(("s3://", "s3a://")) for s in stored) and s3_has_custom_endpoint(
+            self.destination_conn_id
+        )
+        url = first_stored_url(stored, s3_custom_endpoint=has_endpoint)
+        context["ti"].xcom_push(key=STORED_URL_XCOM_KEY, value=url)
