@@ -43,6 +43,7 @@ from airflow_provider_runcomfy.jobs import (
     describe_cancel,
     parse_result_status,
 )
+from airflow_provider_runcomfy.lineage import DownloadLineageMixin, ModelLineageMixin
 from airflow_provider_runcomfy.links import (
     STORED_URL_XCOM_KEY,
     RunComfyOutputLink,
@@ -167,7 +168,7 @@ def wait_in_worker(
         time.sleep(sleep)
 
 
-class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
+class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
     """
     Run any RunComfy model: submit, wait (in the triggerer or the worker), return the output URLs.
 
@@ -503,7 +504,7 @@ def _url_list(value: Any, field: str) -> list[Any]:
         raise RunComfyInputError(field, f"must be a list of URLs, got {type(value).__name__}") from None
 
 
-class RunComfyDownloadOperator(BaseOperator):
+class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
     """
     Copy RunComfy outputs into your own storage before their links expire.
 
