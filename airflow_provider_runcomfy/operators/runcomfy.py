@@ -526,6 +526,10 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
     :param verify_images: open image outputs with Pillow before keeping them.
     :param runcomfy_conn_id: a ``runcomfy`` connection whose extra sets the retry policy and timeouts
         (the same knobs as the hook); without one, the hook's defaults apply.
+
+    With ``outlets=[Asset("...")]`` (a ``Dataset`` on Airflow 2.11) each successful copy records an
+    asset event whose ``extra`` is ``{"stored", "request_ids", "model_ids"}``, so DAGs scheduled on
+    the asset run when new media lands (see :mod:`airflow_provider_runcomfy.assets`).
     """
 
     template_fields: Sequence[str] = ("urls", "destination")
@@ -592,3 +596,11 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
         )
         url = first_stored_url(stored, s3_custom_endpoint=has_endpoint)
         context["ti"].xcom_push(key=STORED_URL_XCOM_KEY, value=url)
+        if self.outlets:
+            from airflow_provider_runcomfy.assets import annotate_asset_events, event_extra, jobs_behind
+
+            extra = event_extra(stored, jobs_behind(context, self, urls))
+            if annotate_asset_events(self, context, extra):
+                self.log.info(
+                    "Asset event: %d stored file(s) from request(s) %s", len(stored), extra["request_ids"]
+                )
