@@ -22,7 +22,9 @@ from airflow.providers.common.compat.sdk import DAG, Asset, Param, task
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyDownloadOperator, RunComfyImageEditOperator
 
 #: The asset both DAGs name: "new edited images from RunComfy". Any URI of your choosing.
+# [START howto_asset_runcomfy_new_media]
 NEW_MEDIA = Asset("runcomfy://example/edited-images")
+# [END howto_asset_runcomfy_new_media]
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -46,12 +48,14 @@ with DAG(
         prompt="{{ params.prompt }}",
         deferrable=True,
     )
+    # [START howto_operator_runcomfy_download_outlet]
     RunComfyDownloadOperator(
         task_id="keep",
         urls=edit.output,
         destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
         outlets=[NEW_MEDIA],
     )
+    # [END howto_operator_runcomfy_download_outlet]
 
 with DAG(
     dag_id="runcomfy_new_media_consumer",
@@ -61,7 +65,7 @@ with DAG(
     catchup=False,
     tags=["runcomfy", "example", "assets"],
 ):
-
+    # [START howto_asset_runcomfy_consumer]
     @task
     def catalogue(**context: Any) -> list[dict[str, Any]]:
         """One entry per triggering event: the stored files, the requests and models that made them."""
@@ -82,3 +86,4 @@ with DAG(
         return entries
 
     catalogue()
+    # [END howto_asset_runcomfy_consumer]
