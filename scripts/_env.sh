@@ -2,7 +2,8 @@
 # provider installed in editable mode on the newest Airflow of a release line (3 = 3.3.x, 2 = 2.11.x).
 # uv makes this take seconds; it comes from PyPI like everything else.
 # The 3.3 environment also has the OpenLineage provider (its lineage is tested there); the 2.11 one
-# has not, which proves the provider works without it. Editing this file rebuilds the environments.
+# has not, which proves the provider works without it. Selenium (3.3 only) drives Chromium in
+# scripts/ui-check. Editing this file rebuilds the environments.
 
 ensure_uv() {
   if command -v uv >/dev/null 2>&1; then
@@ -19,7 +20,7 @@ ensure_uv() {
 ensure_venv() {
   local line=$1 venv spec extras stamp
   case "$line" in
-    3) venv=.venv-airflow3; spec="apache-airflow>=3.3.2,<3.4"; extras="apache-airflow-providers-openlineage" ;;
+    3) venv=.venv-airflow3; spec="apache-airflow>=3.3.2,<3.4"; extras="apache-airflow-providers-openlineage selenium" ;;
     2) venv=.venv-airflow2; spec="apache-airflow>=2.11.2,<2.12"; extras="" ;;
     *) echo "unknown Airflow line: $line" >&2; return 1 ;;
   esac

@@ -58,7 +58,7 @@ def test_connection_form_knows_the_runcomfy_type() -> None:
     assert hook_info.connection_type == "runcomfy"
     behaviour = manager.field_behaviours["runcomfy"]
     assert behaviour["relabeling"] == {"host": "API base URL", "password": "API token"}
-    assert "port" in behaviour["hidden_fields"]
+    assert {"schema", "login"} <= set(behaviour["hidden_fields"])
     widgets = manager.connection_form_widgets
     assert any(name.endswith("max_retries") for name in widgets), sorted(widgets)[:20]
 
