@@ -76,3 +76,12 @@ def annotate_asset_events(task: BaseOperator, context: Context, extra: dict[str,
     for asset in assets:
         outlet_events[asset].extra.update(extra)
     return len(assets)
+
+
+def announce_stored(task: BaseOperator, context: Context, urls: list[str], stored: list[str]) -> None:
+    """Fill the events of ``task``'s Asset outlets with what it stored (nothing to do without any)."""
+    if not task.outlets:
+        return
+    extra = event_extra(stored, jobs_behind(context, task, urls))
+    if annotate_asset_events(task, context, extra):
+        task.log.info("Asset event: %d stored file(s) from request(s) %s", len(stored), extra["request_ids"])

@@ -114,6 +114,18 @@ def first_stored_url(locations: Any, *, s3_custom_endpoint: bool = False) -> str
     return ""
 
 
+def stored_link(stored: list[str], destination_conn_id: str | None) -> str:
+    """
+    What the ``Stored output`` link of a copy opens: see :func:`stored_location_url`.
+
+    The storage connection is only looked up when an ``s3://`` location needs it.
+    """
+    custom = any(s.startswith(("s3://", "s3a://")) for s in stored) and s3_has_custom_endpoint(
+        destination_conn_id
+    )
+    return first_stored_url(stored, s3_custom_endpoint=custom)
+
+
 class RunComfyOutputLink(BaseOperatorLink):
     """Open the first output of a RunComfy job (model operators and ``RunComfyRequestSensor``)."""
 

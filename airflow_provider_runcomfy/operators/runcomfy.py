@@ -48,8 +48,7 @@ from airflow_provider_runcomfy.links import (
     STORED_URL_XCOM_KEY,
     RunComfyOutputLink,
     RunComfyStoredOutputLink,
-    first_stored_url,
-    s3_has_custom_endpoint,
+    stored_link,
 )
 from airflow_provider_runcomfy.validation import (
     EDIT_MODEL_ID,
@@ -591,16 +590,7 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
         Kept for lineage too (``get_openlineage_facets_on_complete`` runs in this same process).
         """
         self.copied = (urls, stored)
-        has_endpoint = any(s.startswith(("s3://", "s3a://")) for s in stored) and s3_has_custom_endpoint(
-            self.destination_conn_id
-        )
-        url = first_stored_url(stored, s3_custom_endpoint=has_endpoint)
-        context["ti"].xcom_push(key=STORED_URL_XCOM_KEY, value=url)
-        if self.outlets:
-            from airflow_provider_runcomfy.assets import annotate_asset_events, event_extra, jobs_behind
+        context["ti"].xcom_push(key=STORED_URL_XCOM_KEY, value=stored_link(stored, self.destination_conn_id))
+        from airflow_provider_runcomfy.assets import announce_stored
 
-            extra = event_extra(stored, jobs_behind(context, self, urls))
-            if annotate_asset_events(self, context, extra):
-                self.log.info(
-                    "Asset event: %d stored file(s) from request(s) %s", len(stored), extra["request_ids"]
-                )
+        announce_stored(self, context, urls, stored)
