@@ -4,7 +4,8 @@ It implements RunComfy's documented Model API contract: submit, status, result
 and cancel with the documented status words and error codes, the two Dreamina models' input rules,
 and real output files (PNG images, a Motion-JPEG AVI video) served like a CDN. Around that it adds
 what tests need: demo and generated input images, large blobs, fault injection, a request log,
-and control endpoints for tests in other processes.
+and control endpoints for tests in other processes. A dialect knob (``dialect="live"``) makes it
+answer in the wider vocabulary RunComfy's own clients accept from the live service.
 
 It uses only the standard library and Pillow (no airflow, no httpx), so it runs under any Airflow
 version, in-process (``RunComfyEmulator``) or as a process
@@ -22,6 +23,8 @@ Example::
 from __future__ import annotations
 
 from .control import EmulatorControl
+from .dialect import PRESETS as DIALECTS
+from .dialect import Dialect
 from .media import blob_bytes
 from .records import Fault, RequestRecord
 from .rules import ECHO_MODEL, EDIT_MODEL, MODELS, SIZE_FIELD, VIDEO_MODEL, InputError
@@ -29,11 +32,13 @@ from .runner import RunComfyEmulator
 from .server import EmulatorConfig, EmulatorServer
 
 __all__ = [
+    "DIALECTS",
     "ECHO_MODEL",
     "EDIT_MODEL",
     "MODELS",
     "SIZE_FIELD",
     "VIDEO_MODEL",
+    "Dialect",
     "EmulatorConfig",
     "EmulatorControl",
     "EmulatorServer",

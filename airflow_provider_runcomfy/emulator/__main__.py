@@ -1,6 +1,7 @@
 """Command line: run the emulator as a process until SIGTERM or SIGINT.
 
     python -m airflow_provider_runcomfy.emulator --port 8189 --queue-seconds 2 --run-seconds 5
+    python -m airflow_provider_runcomfy.emulator --dialect live   # the live service's wider vocabulary
 
 The first stdout line is shell-evaluable and tells scripts where to point Airflow::
 
@@ -22,6 +23,7 @@ import shlex
 import signal
 import sys
 
+from .dialect import PRESETS, dialect_named
 from .records import Fault
 from .server import EmulatorConfig, EmulatorServer
 
@@ -66,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='a fault as JSON, e.g. \'{"path": "/status$", "status": 503}\'; repeatable',
     )
+    p.add_argument(
+        "--dialect",
+        default="documented",
+        metavar="NAME",
+        help="how answers are worded: documented (default), live (what RunComfy's own clients accept "
+        f"from the live service), or presets joined with '+'; presets: {', '.join(PRESETS)}",
+    )
     p.add_argument("--record-peer-pid", action="store_true", help="log each local client's process id")
     p.add_argument("--max-output-side", type=int, default=1024, help="longest side of output images")
     p.add_argument("--public-url", default=None, help="base URL to put in answers (behind a proxy)")
@@ -83,6 +92,7 @@ async def _main(args: argparse.Namespace) -> int:
             "failure_message": args.fail_with,
             "result_ttl_seconds": args.result_ttl,
             "balance": args.balance,
+            "dialect": args.dialect,
         }
     )
     server = EmulatorServer(
@@ -130,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             Fault.from_dict(json.loads(raw))
     except ValueError as exc:
         print(f"bad --fault: {exc}", file=sys.stderr)
+        return 2
+    try:
+        dialect_named(args.dialect)
+    except ValueError as exc:
+        print(f"bad --dialect: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(_main(args))
 
