@@ -118,7 +118,9 @@ class RunComfyRequestTrigger(BaseTrigger):
                 failed_polls += 1
                 if failed_polls >= self.max_failed_polls:
                     return watch.error(f"{failed_polls} polls in a row failed; the last: {err}")
-                self.log.warning("Poll %d of request %s failed: %s", failed_polls, self.request_id, err)
+                # The text, not the exception: a log record that a handler keeps (Airflow 2 logs through
+                # ``logging``) would keep the traceback, and with it this trigger, alive.
+                self.log.warning("Poll %d of request %s failed: %s", failed_polls, self.request_id, str(err))
                 poll_started = time.monotonic()  # after a failed poll, a whole interval from now
             else:
                 failed_polls = 0
@@ -150,7 +152,7 @@ class RunComfyRequestTrigger(BaseTrigger):
                 cancel = await hook.acancel(self.request_id)
                 self.log.info("RunComfy request %s %s", self.request_id, cancel.description)
             except RunComfyError as err:
-                self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
+                self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, str(err))
         return watch.timed_out(cancel)
 
     async def on_kill(self) -> None:
@@ -179,7 +181,7 @@ class RunComfyRequestTrigger(BaseTrigger):
             outcome = await hook.acancel(self.request_id)
             self.log.info("RunComfy request %s %s", self.request_id, outcome.description)
         except RunComfyError as err:
-            self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
+            self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, str(err))
         finally:
             await hook.aclose()
 
