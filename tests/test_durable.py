@@ -182,3 +182,20 @@ def test_an_earlier_job_that_cannot_be_checked_is_in_flight_but_a_bad_token_stil
     )
     with pytest.raises(RunComfyAuthError):
         edit_operator(emu).get_job_status(request_id, {})  # type: ignore[arg-type]
+
+
+def test_an_outage_while_reading_an_earlier_succeeded_job_waits_for_it(emu: Any) -> None:
+    """
+    Found by the 2,000-job soak: a retry found the earlier job ``succeeded`` but its result read met a
+    503 storm; each try failed so, and the task failed while its paid job had succeeded (a lost job).
+    Now the read gives up quietly and the try waits for that job, which returns its outputs.
+    """
+    request_id = finished_job(emu)
+    emu.add_fault(Fault(path=r"/result$", status=503, retry_after=0.01, times=6))  # the read and its retries
+    ti = FakeTI()
+    urls = edit_operator(emu).get_job_result(request_id, {"ti": ti})  # type: ignore[arg-type]
+    assert submits(emu) == []
+    assert urls
+    assert all(f"/files/{request_id}/" in url for url in urls)
+    assert ti.xcom["request_id"] == request_id
+    assert len([r for r in emu.requests if r.path.endswith("/result") and r.status == 503]) == 6

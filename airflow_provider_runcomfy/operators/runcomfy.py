@@ -368,7 +368,20 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             return self._urls
         request_id = str(external_id)
         self._track(context, request_id)
-        outcome = RequestWatch(request_id, self.log).outcome(self.hook.get_result(request_id))
+        try:
+            outcome = RequestWatch(request_id, self.log).outcome(self.hook.get_result(request_id))
+        except WAIT_FATAL_ERRORS:
+            raise
+        except RunComfyError as err:
+            # An outage must not fail a try whose paid job already succeeded (with every try failed
+            # so, a lost job: found by the soak): wait for that job; the wait rides out failed polls.
+            self.log.warning(
+                "Could not read the result of RunComfy request %s from an earlier try (%s); waiting for it",
+                request_id,
+                err,
+            )
+            self._end_time = time.time() + float(self.timeout)
+            return self.poll_until_complete(request_id, context)
         return self._finish(context, outcome)
 
     # -- deferral ----------------------------------------------------------------------------------
