@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+from .catalog import DEMO_IMAGE_MODEL, DEMO_VIDEO_MODEL, CatalogEntry
 from .control import EmulatorControl
 from .media import blob_bytes
 from .records import Fault, RequestRecord
@@ -29,11 +30,14 @@ from .runner import RunComfyEmulator
 from .server import EmulatorConfig, EmulatorServer
 
 __all__ = [
+    "DEMO_IMAGE_MODEL",
+    "DEMO_VIDEO_MODEL",
     "ECHO_MODEL",
     "EDIT_MODEL",
     "MODELS",
     "SIZE_FIELD",
     "VIDEO_MODEL",
+    "CatalogEntry",
     "EmulatorConfig",
     "EmulatorControl",
     "EmulatorServer",

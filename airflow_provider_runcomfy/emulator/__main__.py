@@ -22,6 +22,7 @@ import shlex
 import signal
 import sys
 
+from .catalog import AddedModel
 from .records import Fault
 from .server import EmulatorConfig, EmulatorServer
 
@@ -66,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='a fault as JSON, e.g. \'{"path": "/status$", "status": 503}\'; repeatable',
     )
+    p.add_argument(
+        "--no-catalog", action="store_true", help="make GET /v1/models... answer 503 (catalog unavailable)"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='serve one more model: \'{"model_id": "me/m", "input_schema": {...}, "base_price_usd": 0.01}\'',
+    )
     p.add_argument("--record-peer-pid", action="store_true", help="log each local client's process id")
     p.add_argument("--max-output-side", type=int, default=1024, help="longest side of output images")
     p.add_argument("--public-url", default=None, help="base URL to put in answers (behind a proxy)")
@@ -83,6 +94,7 @@ async def _main(args: argparse.Namespace) -> int:
             "failure_message": args.fail_with,
             "result_ttl_seconds": args.result_ttl,
             "balance": args.balance,
+            "catalog_available": not args.no_catalog,
         }
     )
     server = EmulatorServer(
@@ -97,6 +109,8 @@ async def _main(args: argparse.Namespace) -> int:
     )
     for raw in args.fault:
         server.faults.add(Fault.from_dict(json.loads(raw)))
+    for raw in args.model:
+        server.catalog.add(AddedModel.from_dict(json.loads(raw)).entry())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -128,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for raw in args.fault:
             Fault.from_dict(json.loads(raw))
-    except ValueError as exc:
-        print(f"bad --fault: {exc}", file=sys.stderr)
+        for raw in args.model:
+            AddedModel.from_dict(json.loads(raw)).entry()
+    except (ValueError, TypeError) as exc:
+        print(f"bad --fault or --model: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(_main(args))
 

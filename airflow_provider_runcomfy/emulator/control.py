@@ -63,3 +63,8 @@ class EmulatorControl:
         """Every job the emulator knows (see ``RunComfyEmulator.jobs``)."""
         result: list[dict[str, Any]] = self._call("GET", "jobs")
         return result
+
+    def add_model(self, model: dict[str, Any]) -> dict[str, Any]:
+        """Serve one more model: ``{"model_id", "input_schema", "base_price_usd"?, "price_unit"?, ...}``."""
+        result: dict[str, Any] = self._call("POST", "models", model)
+        return result
