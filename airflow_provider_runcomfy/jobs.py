@@ -14,6 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from airflow_provider_runcomfy.cost import reported_cost
 from airflow_provider_runcomfy.exceptions import describe_error_body
 
 
@@ -110,11 +111,13 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
     """
     Build the ``result`` XCom of a succeeded job: small, JSON-able, no bytes.
 
+    ``cost_usd`` is added when RunComfy reported the job's cost on the result.
+
     :param result: the body of the result endpoint.
     :param model_id: the model, or ``None`` when only the request id is known (the sensor).
     """
     output = result.get("output") or {}
-    return {
+    summary = {
         "request_id": result.get("request_id"),
         "model_id": model_id,
         "status": ResultStatus.SUCCEEDED.value,
@@ -123,6 +126,10 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
         "created_at": result.get("created_at"),
         "finished_at": result.get("finished_at"),
     }
+    cost = reported_cost(result)
+    if cost is not None:  # only when RunComfy reports it (``include_cost=true``; optional)
+        summary["cost_usd"] = cost
+    return summary
 
 
 class EventStatus(StrEnum):

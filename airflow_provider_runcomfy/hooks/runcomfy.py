@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -288,9 +288,14 @@ class RunComfyHook(BaseHook):
         """Return the body of ``GET /v1/requests/{id}/status`` (``status``, maybe ``queue_position``)."""
         return self._request(self._request_call("GET", request_id, "status"))
 
-    def get_result(self, request_id: str) -> dict[str, Any]:
-        """Return the body of ``GET /v1/requests/{id}/result`` (``status``, ``output`` when succeeded...)."""
-        return self._request(self._request_call("GET", request_id, "result"))
+    def get_result(self, request_id: str, include_cost: bool = True) -> dict[str, Any]:
+        """
+        Return the body of ``GET /v1/requests/{id}/result`` (``status``, ``output`` when succeeded...).
+
+        :param include_cost: ask for the job's ``cost`` too (``include_cost=true``, as RunComfy's own
+            clients do); RunComfy may leave it out, so callers treat it as optional.
+        """
+        return self._request(self._result_call(request_id, include_cost))
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a job: ``True`` when RunComfy cancelled it, ``False`` when it was ``not_cancellable``."""
@@ -300,9 +305,9 @@ class RunComfyHook(BaseHook):
         """Async :meth:`get_status`."""
         return await self._arequest(self._request_call("GET", request_id, "status"))
 
-    async def aget_result(self, request_id: str) -> dict[str, Any]:
+    async def aget_result(self, request_id: str, include_cost: bool = True) -> dict[str, Any]:
         """Async :meth:`get_result`."""
-        return await self._arequest(self._request_call("GET", request_id, "result"))
+        return await self._arequest(self._result_call(request_id, include_cost))
 
     async def acancel(self, request_id: str) -> bool:
         """Async :meth:`cancel`."""
@@ -409,6 +414,10 @@ class RunComfyHook(BaseHook):
             path=self.request_path.format(request_id=quote(request_id.strip(), safe=""), action=action),
             what=f"RunComfy {action} of request {request_id}",
         )
+
+    def _result_call(self, request_id: str, include_cost: bool) -> _Call:
+        call = self._request_call("GET", request_id, "result")
+        return replace(call, params={"include_cost": "true"}) if include_cost else call
 
     def _model_call(self, model_id: str) -> _Call:
         if not isinstance(model_id, str) or not model_id.strip("/ "):
