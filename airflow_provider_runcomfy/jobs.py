@@ -14,7 +14,6 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from airflow_provider_runcomfy.cost import reported_cost
 from airflow_provider_runcomfy.exceptions import describe_error_body
 
 
@@ -126,6 +125,8 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
         "created_at": result.get("created_at"),
         "finished_at": result.get("finished_at"),
     }
+    from airflow_provider_runcomfy.cost import reported_cost  # only once a job is over, not at parse time
+
     cost = reported_cost(result)
     if cost is not None:  # only when RunComfy reports it (``include_cost=true``; optional)
         summary["cost_usd"] = cost

@@ -183,7 +183,9 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
     if parse:
         ours, peer = parse["runcomfy"], parse["http"]
         section = "2. DAG parse, on top of `import airflow.sdk` (fresh processes, median)"
-        heavy = [m for m in ours["loaded"] if m.split(".")[0] in ("PIL", "airflow_provider_runcomfy")]
+        heavy = [
+            m for m in ours["loaded"] if m.split(".")[0] in ("PIL", "airflow_provider_runcomfy", "jsonschema")
+        ]
         out += [
             _compare(
                 section,
@@ -208,7 +210,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 ", ".join(ours["loaded"]) or "none",
                 ", ".join(peer["loaded"]) or "none",
                 "-",
-                "no Pillow, no emulator",
+                "no Pillow, emulator, schema interpreter or jsonschema",
                 not heavy,
             ),
         ]
