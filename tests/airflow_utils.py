@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,26 @@ def test_dags(emulator_url: str) -> dict[str, Any]:
 def run_dag(dag: Any, run_conf: dict[str, Any] | None = None) -> Any:
     """Run a DAG with ``dag.test()`` (triggers run inline after a serialize round trip) and return the run."""
     init_db()
-    return dag.test(run_conf=run_conf) if run_conf is not None else dag.test()
+    streams = (sys.stdout, sys.stderr)
+    try:
+        return dag.test(run_conf=run_conf) if run_conf is not None else dag.test()
+    finally:
+        _drop_handlers_on(streams)
+
+
+def _drop_handlers_on(streams: tuple[Any, ...]) -> None:
+    """
+    Remove the log handlers ``dag.test()`` bound to this test's ``sys.stdout`` or ``sys.stderr``.
+
+    Airflow 2's ``dag.test()`` adds a ``StreamHandler(sys.stdout)`` once per process; under pytest
+    that stream is the current test's capture, closed when the test ends, and every later test would
+    print "Logging error" tracebacks (which repeat the log lines). The next ``dag.test()`` adds a
+    handler on its own test's stream again.
+    """
+    for logger in (logging.getLogger(), logging.getLogger("airflow.task")):
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler and handler.stream in streams:
+                logger.removeHandler(handler)
 
 
 def task_states(dag_run: Any) -> dict[tuple[str, int], str]:

@@ -95,6 +95,8 @@ def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: A
     assert all(f"/files/{request_id}/" in url for url in urls)
     assert ti.xcom["request_id"] == request_id
     assert ti.xcom["result"]["urls"] == urls
+    assert ti.xcom["result"]["cost_usd"] > 0, "the earlier try's job reports its cost too"
+    assert ti.xcom["cost_estimate"]["usd"] is not None
 
 
 @needs_33

@@ -55,7 +55,8 @@ class EmulatorControl:
         return int(self._call("DELETE", "faults")["cleared"])
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
-        """Change knobs (queue_seconds, run_seconds, failure_message, result_ttl_seconds, balance)."""
+        """Change knobs (queue_seconds, run_seconds, failure_message, result_ttl_seconds, balance,
+        catalog_available)."""
         result: dict[str, Any] = self._call("POST", "config", knobs)
         return result
 

@@ -128,3 +128,19 @@ def test_cli_knobs_for_the_catalog() -> None:
     args = build_parser().parse_args(["--no-catalog", "--model", model])
     assert args.no_catalog is True
     assert args.model == [model]
+
+
+def test_another_process_drives_the_catalog_through_the_controls(
+    rc: RunComfyEmulator, client: httpx.Client
+) -> None:
+    from airflow_provider_runcomfy.emulator import EmulatorControl
+
+    control = EmulatorControl(rc.base_url)
+    control.add_model({"model_id": "me/remote", "input_schema": {"type": "object", "properties": {}}})
+    try:
+        assert client.get("/v1/models/me/remote").json()["price_unit"] == "output"
+        assert control.configure(catalog_available=False)["catalog_available"] is False
+        assert client.get("/v1/models/me/remote").status_code == 503
+    finally:
+        rc.catalog_available = True
+        rc.remove_model("me/remote")
