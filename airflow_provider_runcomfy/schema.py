@@ -37,6 +37,7 @@ only inside ``execute()``: parsing a DAG file loads neither.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -44,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from typing import Any
 
 from airflow_provider_runcomfy.catalog import bundled_model
@@ -566,3 +567,24 @@ def bundled_spec(model_id: str) -> ModelSchema | None:
     return ModelSchema.from_schema(
         info.model_id, info.input_schema, label=info.display_name, source="bundled"
     )
+
+
+def compile_schema(
+    model_id: str, schema: Any, *, label: str | None = None, source: str = "catalog"
+) -> ModelSchema:
+    """
+    :meth:`ModelSchema.from_schema`, reused while the same schema comes back.
+
+    A worker runs many tasks of one model; the catalog answer is cached per process, and so is the
+    checked, compiled schema (keyed by its content, so a changed schema is compiled anew).
+    """
+    try:
+        key = json.dumps(schema, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return ModelSchema.from_schema(model_id, schema, label=label, source=source)
+    return _compiled(model_id, key, label, source)
+
+
+@lru_cache(maxsize=64)
+def _compiled(model_id: str, schema_json: str, label: str | None, source: str) -> ModelSchema:
+    return ModelSchema.from_schema(model_id, json.loads(schema_json), label=label, source=source)

@@ -20,7 +20,13 @@ import pytest
 
 from airflow_provider_runcomfy.exceptions import RunComfyInputError, RunComfySchemaError
 from airflow_provider_runcomfy.operators.runcomfy import load_input_schema
-from airflow_provider_runcomfy.schema import MediaKind, ModelSchema, bundled_spec, image_rules_from
+from airflow_provider_runcomfy.schema import (
+    MediaKind,
+    ModelSchema,
+    bundled_spec,
+    compile_schema,
+    image_rules_from,
+)
 from airflow_provider_runcomfy.validation import EDIT_SPEC, VIDEO_SPEC, Bound, validate_inputs
 
 URL = "https://images.example.com/a.png"
@@ -329,3 +335,13 @@ def test_parsing_a_dag_file_loads_neither_the_interpreter_nor_jsonschema() -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_compiled_schema_is_reused_while_its_content_is_the_same() -> None:
+    first = compile_schema("me/test-model", SCHEMA, label="Test model")
+    assert compile_schema("me/test-model", json.loads(json.dumps(SCHEMA)), label="Test model") is first
+    changed = {**SCHEMA, "required": ["prompt"]}
+    assert compile_schema("me/test-model", changed, label="Test model") is not first
+    for _ in range(2):  # a broken schema is refused every time, never remembered as good
+        with pytest.raises(RunComfySchemaError):
+            compile_schema("me/x", {"properties": {"a": {"type": 5}}})

@@ -327,18 +327,16 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
 
     def _find_schema(self, info: ModelInfo | None, why: str | None) -> ModelSchema | None:
         """The schema to check the inputs against: the user's, the catalog's, or the shipped one."""
-        from airflow_provider_runcomfy.schema import ModelSchema, bundled_spec
+        from airflow_provider_runcomfy.schema import bundled_spec, compile_schema
 
         label = info.display_name if info is not None else None
         if self.input_schema is not None:
-            return ModelSchema.from_schema(
+            return compile_schema(
                 self.model_id, load_input_schema(self.input_schema), label=label, source="input_schema"
             )
         if info is not None and info.input_schema is not None:
             try:
-                schema = ModelSchema.from_schema(
-                    self.model_id, info.input_schema, label=label, source="catalog"
-                )
+                schema = compile_schema(self.model_id, info.input_schema, label=label, source="catalog")
             except RunComfySchemaError as err:
                 self.log.warning("The catalog's input schema of %s cannot be used: %s", self.model_id, err)
                 why = "its catalog schema cannot be used"
