@@ -1,85 +1,219 @@
 """
-The life of a RunComfy request, as the API reports it.
+The life of a RunComfy request, as the API reports it, and what each word means to the provider.
 
-RunComfy uses two vocabularies: the status endpoint says ``completed`` for every finished job, and
-only the result endpoint says whether it ``succeeded`` or ``failed``. Mixing them up reports a failed
-(paid) job as a success, so each has its own enum and the predicates say what a word means.
+RunComfy reports a job on two endpoints. Its documentation gives each a small vocabulary (the status
+endpoint says ``completed`` for every finished job; only the result endpoint says ``succeeded`` or
+``failed``), but RunComfy's own public clients (its CLI, MCP server and ComfyUI nodes) accept a wider
+one from the live service: ``completed`` as a success on the result endpoint, ``canceled`` in US
+spelling, ``pending``/``waiting``/``starting``/``processing`` while a job is in flight, and ``failed``,
+``succeeded`` or ``canceled`` on the status endpoint. :data:`WORDS` is the one table of every word
+and its meaning on each endpoint; the trigger, the in-worker wait, the sensor and the durable retry
+all read it, so they can never disagree.
+
+Two rules keep a paid API safe, and both come from reading the table conservatively:
+
+* a word the table does not know means "still in flight": it is logged once per request and the
+  wait goes on within its deadline. Calling it an error would fail a task whose job may succeed, and
+  an Airflow retry would then pay for it again; calling it a success would be a guess;
+* only the result endpoint says how a job ended. Any final word on the status endpoint makes the
+  waiter ask the result; if the result is not final yet (the two endpoints are not updated at the
+  same instant) the waiter asks again. A ``failed`` or ``cancelled`` status whose result stays
+  silent ends the wait on the second poll in a row, with what is known.
 
 This module is light on purpose (no httpx, no Pillow): operators import it while a DAG file is parsed.
-The trigger and the operators' in-worker wait share :class:`RequestWatch`, so both read the API alike.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_runcomfy.exceptions import describe_error_body
 
-
-class RequestStatus(StrEnum):
-    """The ``status`` word of ``GET /v1/requests/{id}/status``."""
-
-    IN_QUEUE = "in_queue"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_active(self) -> bool:
-        """Still waiting or running: keep polling."""
-        return self in (RequestStatus.IN_QUEUE, RequestStatus.IN_PROGRESS)
-
-    @property
-    def is_terminal(self) -> bool:
-        """Finished; ``completed`` still needs the result endpoint to tell success from failure."""
-        return not self.is_active
-
-    @property
-    def is_cancellable(self) -> bool:
-        """Only a queued job can be cancelled (a running one answers ``not_cancellable``)."""
-        return self is RequestStatus.IN_QUEUE
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
-class ResultStatus(StrEnum):
-    """The ``status`` word of ``GET /v1/requests/{id}/result``."""
+class Phase(StrEnum):
+    """What a word means to the provider: where the job is in its life."""
 
-    IN_QUEUE = "in_queue"
-    IN_PROGRESS = "in_progress"
+    #: Queued or running (and every word the table does not know): keep polling.
+    IN_FLIGHT = "in_flight"
+    #: The status endpoint's ``completed``: over, but only the result endpoint says how it ended.
+    ENDED = "ended"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: RunComfy no longer knows the request (expired or deleted); never a word, only a 404001.
+    EXPIRED = "expired"
 
     @property
     def is_active(self) -> bool:
-        """Not finished yet."""
-        return self in (ResultStatus.IN_QUEUE, ResultStatus.IN_PROGRESS)
+        """Not over yet: keep polling (a retry reconnects to it instead of paying again)."""
+        return self is Phase.IN_FLIGHT
 
     @property
     def is_terminal(self) -> bool:
-        """Finished, one way or another."""
+        """Over, one way or another; on the status endpoint this means: ask the result endpoint."""
         return not self.is_active
 
     @property
     def is_success(self) -> bool:
-        """The only word that means the outputs exist."""
-        return self is ResultStatus.SUCCEEDED
+        """The outputs exist."""
+        return self is Phase.SUCCEEDED
+
+    @property
+    def is_unsuccessful(self) -> bool:
+        """Over without outputs: a retry may submit anew (nothing it could return was paid for)."""
+        return self in (Phase.FAILED, Phase.CANCELLED, Phase.EXPIRED)
 
 
-def parse_status(value: Any) -> RequestStatus | None:
-    """Read a status word; ``None`` for a word the contract does not know (never guess it means done)."""
+class Endpoint(StrEnum):
+    """The two endpoints that report a job, which give some words different meanings."""
+
+    STATUS = "status"
+    RESULT = "result"
+
+
+class StatusWord(StrEnum):
+    """Every ``status`` word RunComfy's documentation or its own clients use for a Model API request."""
+
+    IN_QUEUE = "in_queue"
+    PENDING = "pending"
+    WAITING = "waiting"
+    STARTING = "starting"
+    IN_PROGRESS = "in_progress"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CANCELED = "canceled"
+
+    def phase(self, endpoint: Endpoint) -> Phase:
+        """What this word means on ``endpoint`` (see :data:`WORDS`)."""
+        return WORDS[self][endpoint]
+
+    @property
+    def is_queued(self) -> bool:
+        """Waiting for a machine: the only state RunComfy can cancel (a running job is not_cancellable)."""
+        return self in (StatusWord.IN_QUEUE, StatusWord.PENDING, StatusWord.WAITING)
+
+
+def _both(status: Phase, result: Phase | None = None) -> Mapping[Endpoint, Phase]:
+    return MappingProxyType({Endpoint.STATUS: status, Endpoint.RESULT: status if result is None else result})
+
+
+#: The one table: every word, and what it means on the status and on the result endpoint.
+#: ``completed`` is the only word whose meaning depends on the endpoint: on the status endpoint it
+#: covers failures too (the documented contract), on the result endpoint it is a success (RunComfy's
+#: CLI and ComfyUI nodes read it so). Words are matched without regard to case or surrounding space.
+WORDS: Final[Mapping[StatusWord, Mapping[Endpoint, Phase]]] = MappingProxyType(
+    {
+        StatusWord.IN_QUEUE: _both(Phase.IN_FLIGHT),
+        StatusWord.PENDING: _both(Phase.IN_FLIGHT),
+        StatusWord.WAITING: _both(Phase.IN_FLIGHT),
+        StatusWord.STARTING: _both(Phase.IN_FLIGHT),
+        StatusWord.IN_PROGRESS: _both(Phase.IN_FLIGHT),
+        StatusWord.PROCESSING: _both(Phase.IN_FLIGHT),
+        StatusWord.COMPLETED: _both(Phase.ENDED, result=Phase.SUCCEEDED),
+        StatusWord.SUCCEEDED: _both(Phase.SUCCEEDED),
+        StatusWord.FAILED: _both(Phase.FAILED),
+        StatusWord.CANCELLED: _both(Phase.CANCELLED),
+        StatusWord.CANCELED: _both(Phase.CANCELLED),
+    }
+)
+
+
+def read_word(value: Any) -> StatusWord | None:
+    """A ``status`` value as a known word (any case, surrounding space ignored), or ``None``."""
+    if not isinstance(value, str):
+        return None
     try:
-        return RequestStatus(value)
+        return StatusWord(value.strip().lower())
     except ValueError:
         return None
 
 
-def parse_result_status(value: Any) -> ResultStatus | None:
-    """Read a result status word; ``None`` for an unknown one."""
+def phase_of(value: Any, endpoint: Endpoint) -> Phase:
+    """What a ``status`` value means on ``endpoint``; an unknown (or missing) word is in flight."""
+    word = read_word(value)
+    return Phase.IN_FLIGHT if word is None else word.phase(endpoint)
+
+
+def settled_phase(status_word: Any, result_word: Any = None) -> Phase:
+    """
+    The phase of a job from one status answer and, when that was final, one result answer.
+
+    The reading of a single look with no memory (the durable retry's decision): the job is in flight
+    unless the result endpoint says how it ended, so a retry reconnects to anything that could still
+    succeed, and submits anew only for an explicit failure or cancellation.
+    """
+    if phase_of(status_word, Endpoint.STATUS).is_active:
+        return Phase.IN_FLIGHT
+    return phase_of(result_word, Endpoint.RESULT)
+
+
+def parse_phase(value: Any) -> Phase | None:
+    """A :class:`Phase` from its value (what ``get_job_status`` hands the retry logic), else ``None``."""
     try:
-        return ResultStatus(value)
+        return Phase(value)
     except ValueError:
         return None
+
+
+class CancelOutcome(StrEnum):
+    """
+    What a cancel achieved, read from RunComfy's answer.
+
+    The documented answer decides on ``outcome`` (``cancelled`` or ``not_cancellable``; the docs'
+    own example pairs ``outcome: cancelled`` with ``status: completed``). RunComfy's clients also
+    accept answers without ``outcome``: ``status: cancelled`` (done) or ``status:
+    cancellation_requested`` (asked, not confirmed yet: the job may still run, and the next status
+    poll tells how it ends).
+    """
+
+    CANCELLED = "cancelled"
+    REQUESTED = "cancellation_requested"
+    NOT_CANCELLABLE = "not_cancellable"
+
+    @classmethod
+    def from_answer(cls, body: Mapping[str, Any]) -> CancelOutcome | None:
+        """Read a cancel answer; ``None`` when it says none of the known things."""
+        outcome, status = _lower(body.get("outcome")), _lower(body.get("status"))
+        if outcome in ("cancelled", "canceled"):
+            return cls.CANCELLED
+        if outcome == "not_cancellable":
+            return cls.NOT_CANCELLABLE
+        if status in ("cancelled", "canceled"):  # no outcome, or only "requested" but already done
+            return cls.CANCELLED
+        if cls.REQUESTED.value in (outcome, status):
+            return cls.REQUESTED
+        return None
+
+    @property
+    def is_confirmed(self) -> bool:
+        """RunComfy says the job is cancelled."""
+        return self is CancelOutcome.CANCELLED
+
+    @property
+    def is_accepted(self) -> bool:
+        """RunComfy took the cancel (done or on its way): the job will most likely not be charged."""
+        return self in (CancelOutcome.CANCELLED, CancelOutcome.REQUESTED)
+
+    @property
+    def description(self) -> str:
+        """How the cancel went, for logs and messages."""
+        if self is CancelOutcome.CANCELLED:
+            return "was cancelled"
+        if self is CancelOutcome.REQUESTED:
+            return "has a cancel requested (RunComfy has not confirmed it yet)"
+        return "could not be cancelled (already running or finished)"
+
+
+def _lower(value: Any) -> str | None:
+    return value.strip().lower() if isinstance(value, str) else None
 
 
 #: The order of :func:`output_urls`: single outputs first, images before videos.
@@ -110,6 +244,9 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
     """
     Build the ``result`` XCom of a succeeded job: small, JSON-able, no bytes.
 
+    ``status`` is always ``succeeded``, whichever success word RunComfy used, so downstream code
+    has one word to test.
+
     ``cost_usd`` is added when RunComfy reported the job's cost on the result.
 
     :param result: the body of the result endpoint.
@@ -119,7 +256,7 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
     summary = {
         "request_id": result.get("request_id"),
         "model_id": model_id,
-        "status": ResultStatus.SUCCEEDED.value,
+        "status": Phase.SUCCEEDED.value,
         "urls": output_urls(output),
         "output": output,
         "created_at": result.get("created_at"),
@@ -148,14 +285,20 @@ def make_event(status: EventStatus, request_id: str, **fields: Any) -> dict[str,
     return {"status": status.value, "request_id": request_id, **fields}
 
 
+#: Polls in a row on which the status says failed/cancelled while the result is not final, after
+#: which the wait ends with what the status says (the first may be the endpoints' update race).
+SILENT_RESULT_POLLS = 2
+
+
 class RequestWatch:
     """
     What one waiter has seen of one request, and what each answer means.
 
-    The trigger (async) and the operator's in-worker wait (sync) poll with different hooks but must
-    log and decide exactly alike; both feed their answers to a watch. It logs each change once (a
-    new queue position, the start of the run) instead of every poll, because a thousand jobs polled
-    every few seconds would otherwise drown the task log.
+    The trigger (async), the operators' in-worker wait (sync) and the sensor poll with different
+    hooks but must log and decide exactly alike; all feed their answers to a watch. It logs each
+    change once (a new word, a new queue position) instead of every poll, because a thousand jobs
+    polled every few seconds would otherwise drown the task log; an unknown word is logged once per
+    request and endpoint.
 
     :param request_id: the RunComfy request id.
     :param log: the logger of the trigger or the task.
@@ -164,40 +307,56 @@ class RequestWatch:
     def __init__(self, request_id: str, log: Any) -> None:
         self.request_id = request_id
         self.log = log
-        self._last: tuple[RequestStatus | None, Any] | None = None
+        self._last: tuple[Any, Any] | None = None
+        self._word: StatusWord | None = None
+        self._status_phase = Phase.IN_FLIGHT
+        self._unknown: set[tuple[Endpoint, str]] = set()
+        self._silent_results = 0
 
-    def observe(self, body: dict[str, Any]) -> RequestStatus | None:
-        """Read a status answer, log it if it changed, and return its status (``None``: an unknown word)."""
-        status = parse_status(body.get("status"))
-        seen = (status, body.get("queue_position"))
+    def observe(self, body: dict[str, Any]) -> Phase:
+        """
+        Read a status answer, log it if it changed, and return its phase.
+
+        A final phase means: ask the result endpoint and hand its answer to :meth:`outcome`.
+        """
+        raw = body.get("status")
+        word = self._read(raw, Endpoint.STATUS)
+        self._word = word
+        self._status_phase = Phase.IN_FLIGHT if word is None else word.phase(Endpoint.STATUS)
+        if self._status_phase not in (Phase.FAILED, Phase.CANCELLED):
+            self._silent_results = 0
+        seen = (raw, body.get("queue_position"))
         if seen != self._last:
             self._last = seen
-            if status is RequestStatus.IN_QUEUE:
+            if word is not None and word.is_queued:
                 self.log.info("RunComfy request %s is queued at position %s", self.request_id, seen[1])
-            elif status is RequestStatus.IN_PROGRESS:
-                self.log.info("RunComfy request %s is running", self.request_id)
-            elif status is None:
-                self.log.warning(
-                    "RunComfy request %s has an unknown status %r; polling on",
-                    self.request_id,
-                    body.get("status"),
-                )
-            else:
-                self.log.info("RunComfy request %s is %s", self.request_id, status.value)
-        return status
+            elif word is not None and self._status_phase.is_active:
+                self.log.info("RunComfy request %s is running (%s)", self.request_id, word.value)
+            elif word is not None:
+                self.log.info("RunComfy request %s is %s", self.request_id, word.value)
+        return self._status_phase
+
+    @property
+    def may_be_queued(self) -> bool:
+        """Whether a cancel could still help: the last status was a queued word, or unknown."""
+        return self._word is None or self._word.is_queued
 
     def outcome(self, result: dict[str, Any]) -> dict[str, Any] | None:
         """
-        Turn a result answer into the final event, or ``None`` while the result says it is not finished.
+        Turn a result answer into the final event, or ``None`` while the job is not known to be over.
 
-        Only ``succeeded`` is a success: ``completed`` on the status endpoint covers failures too.
+        The result endpoint decides: ``succeeded`` or ``completed`` is a success (a job that ended
+        with outputs is never reported as a failure, whatever the status endpoint said), ``failed``
+        and ``cancelled``/``canceled`` end the wait. A result that is not final yet keeps the wait
+        going, except after a failed/cancelled status for :data:`SILENT_RESULT_POLLS` polls in a row.
         """
-        status = parse_result_status(result.get("status"))
-        if status is ResultStatus.SUCCEEDED:
+        word = self._read(result.get("status"), Endpoint.RESULT)
+        phase = Phase.IN_FLIGHT if word is None else word.phase(Endpoint.RESULT)
+        if phase is Phase.SUCCEEDED:
             return make_event(
                 EventStatus.SUCCESS, self.request_id, result=summarize_result(result, model_id=None)
             )
-        if status is ResultStatus.FAILED:
+        if phase is Phase.FAILED:
             error = result.get("error")
             message = (
                 describe_error_body(error)
@@ -205,23 +364,53 @@ class RequestWatch:
                 else "RunComfy reported the job failed without an error text"
             )
             return make_event(EventStatus.FAILED, self.request_id, message=message)
-        if status is ResultStatus.CANCELLED:
+        if phase is Phase.CANCELLED:
             return self.cancelled()
-        if status is None:
-            return make_event(
-                EventStatus.ERROR,
-                self.request_id,
-                message=f"unknown result status {result.get('status')!r}",
-            )
+        if self._status_phase in (Phase.FAILED, Phase.CANCELLED):
+            return self._silent_result(result.get("status"))
         return None
+
+    def _silent_result(self, result_word: Any) -> dict[str, Any] | None:
+        """The status says failed/cancelled, the result is not final: ask again, then believe the status."""
+        self._silent_results += 1
+        said = f"the status endpoint says {self._status_phase.value}, the result endpoint {result_word!r}"
+        if self._silent_results < SILENT_RESULT_POLLS:
+            self.log.info("RunComfy request %s: %s; asking again", self.request_id, said)
+            return None
+        if self._status_phase is Phase.CANCELLED:
+            return self.cancelled()
+        return make_event(EventStatus.FAILED, self.request_id, message=f"{said}, without an error text")
+
+    def _read(self, value: Any, endpoint: Endpoint) -> StatusWord | None:
+        """A known word, or ``None`` after logging an unknown one (once per request and endpoint)."""
+        word = read_word(value)
+        if word is None:
+            key = (endpoint, repr(value))
+            if key not in self._unknown:
+                self._unknown.add(key)
+                self.log.warning(
+                    "RunComfy request %s: unknown status word %r on the %s endpoint; taken as still "
+                    "in flight, polling on within the timeout",
+                    self.request_id,
+                    value,
+                    endpoint.value,
+                )
+        return word
 
     def cancelled(self) -> dict[str, Any]:
         """The event of a job that was cancelled."""
         return make_event(EventStatus.CANCELLED, self.request_id, message="the job was cancelled")
 
-    def timed_out(self, cancelled: bool) -> dict[str, Any]:
-        """The event of a job that did not finish in time; says whether the queued job was cancelled."""
-        tail = "it was still queued and has been cancelled" if cancelled else "it was not cancelled"
+    def timed_out(self, cancel: CancelOutcome | None) -> dict[str, Any]:
+        """The event of a job that did not finish in time; says what became of the cancel, if one was sent."""
+        if cancel is CancelOutcome.CANCELLED:
+            tail = "it was still queued and has been cancelled"
+        elif cancel is CancelOutcome.REQUESTED:
+            tail = "it was still queued; its cancel was requested, RunComfy has not confirmed it yet"
+        elif cancel is CancelOutcome.NOT_CANCELLABLE:
+            tail = "it was not cancelled: RunComfy answered not_cancellable (already running)"
+        else:
+            tail = "it was not cancelled"
         return make_event(
             EventStatus.TIMEOUT, self.request_id, message=f"not finished within the timeout; {tail}"
         )
@@ -229,8 +418,3 @@ class RequestWatch:
     def error(self, message: str) -> dict[str, Any]:
         """The event of a wait that could not go on (auth, not found, too many failed polls)."""
         return make_event(EventStatus.ERROR, self.request_id, message=message)
-
-
-def describe_cancel(cancelled: bool) -> str:
-    """How a cancel went, for logs: RunComfy can only cancel a job that is still queued."""
-    return "cancelled" if cancelled else "could not be cancelled (already running or finished)"

@@ -10,12 +10,15 @@ its own SQLite database, no example DAGs, and the DAGs folder ``tests/dags`` (Ai
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -48,14 +51,24 @@ def emulator() -> Iterator[object]:
         yield emu
 
 
+#: The dialects the core DAG tests run in: RunComfy's documented words, and every variant its own
+#: clients accept from the live service (see ``airflow_provider_runcomfy/emulator/dialect.py``).
+BOTH_DIALECTS = pytest.mark.parametrize("emu", ["documented", "live"], indirect=True)
+
+
 @pytest.fixture
-def emu(emulator: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def emu(
+    emulator: object, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[object]:
     """
     The session emulator, clean for one test, wired to the ``runcomfy_default`` connection.
 
     The connection comes from ``AIRFLOW_CONN_RUNCOMFY_DEFAULT``, the way users configure it, with a
-    fast retry policy so retry tests do not sleep for real.
+    fast retry policy so retry tests do not sleep for real. It answers in the documented dialect,
+    or in the one a test picks with ``@pytest.mark.parametrize("emu", [...], indirect=True)``
+    (:data:`BOTH_DIALECTS`).
     """
+    emulator.dialect = getattr(request, "param", "documented")  # type: ignore[attr-defined]
     emulator.clear_faults()  # type: ignore[attr-defined]
     emulator.clear_requests()  # type: ignore[attr-defined]
     emulator.queue_seconds = 0.3  # type: ignore[attr-defined]
@@ -70,6 +83,7 @@ def emu(emulator: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emulator.base_url))  # type: ignore[attr-defined]
     yield emulator
     emulator.clear_faults()  # type: ignore[attr-defined]
+    emulator.dialect = "documented"  # type: ignore[attr-defined]
 
 
 def conn_json(base_url: str, token: str = TEST_TOKEN, **extra: object) -> str:
@@ -82,3 +96,30 @@ def conn_json(base_url: str, token: str = TEST_TOKEN, **extra: object) -> str:
             "extra": {"retry_backoff": 0.01, "retry_max_delay": 0.05, **extra},
         }
     )
+
+
+def submits(emu: Any) -> list[Any]:
+    """The paid submits (``POST /v1/models/...``) in the emulator's request log."""
+    return [r for r in emu.requests if r.method == "POST" and r.path.startswith("/v1/models/")]
+
+
+@contextlib.contextmanager
+def cancelling_the_first_submit(emu: Any) -> Iterator[None]:
+    """While the block runs, cancel the first job submitted, as a user would in RunComfy's UI."""
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+    def cancel_when_submitted() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            posted = [r for r in submits(emu) if r.request_id]
+            if posted:
+                RunComfyHook().cancel(posted[0].request_id)
+                return
+            time.sleep(0.05)
+
+    canceller = threading.Thread(target=cancel_when_submitted)
+    canceller.start()
+    try:
+        yield
+    finally:
+        canceller.join()

@@ -18,7 +18,7 @@ from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator
 from tests import airflow_utils as au
 from tests.airflow_utils import FakeTI
-from tests.conftest import conn_json
+from tests.conftest import BOTH_DIALECTS, conn_json, submits
 
 try:
     from airflow.sdk import ResumableJobMixin as _SdkMixin  # noqa: F401
@@ -28,10 +28,6 @@ except ImportError:
     HAS_TASK_STATE_STORE = False
 
 needs_33 = pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="task_state_store arrived in Airflow 3.3")
-
-
-def submits(emu: Any) -> list[Any]:
-    return [r for r in emu.requests if r.method == "POST" and r.path.startswith("/v1/models/")]
 
 
 @needs_33
@@ -51,6 +47,30 @@ def test_retry_reconnects_to_the_running_job(
     assert au.xcoms(run)[("edit", -1)][0].startswith(f"{emu.base_url}/files/{submit.request_id}/")
     failed_polls = [r for r in emu.requests if r.path.endswith("/status") and r.status == 503]
     assert len(failed_polls) == failing_polls, "the first try really failed"
+
+
+@needs_33
+@pytest.mark.parametrize("emu", ["completed-results", "live"], indirect=True)
+def test_a_retry_after_the_job_ended_returns_its_result_without_paying_again(
+    emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first try sees the job end, then every result read fails (no hook retries): the try fails
+    # after the job was paid for and finished. The retry must read ``completed`` as the success it is.
+    monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emu.base_url, max_retries=0))
+    emu.queue_seconds, emu.run_seconds = 0.1, 0.3
+    emu.add_fault(Fault(path=r"/result$", kind="status", status=503, times=5))
+    run = au.run_dag(au.test_dags(emu.base_url)["rc_durable_sync"])
+
+    assert run.state == "success", au.task_states(run)
+    (submit,) = submits(emu)  # zero new POSTs on the retry
+    urls = au.xcoms(run)[("edit", -1)]
+    assert urls
+    assert all(url.startswith(f"{emu.base_url}/files/{submit.request_id}/") for url in urls)
+    assert au.xcoms(run, "request_id")[("edit", -1)] == submit.request_id
+    assert au.xcoms(run, "result")[("edit", -1)]["urls"] == urls
+    failed_reads = [r for r in emu.requests if r.path.endswith("/result") and r.status == 503]
+    assert len(failed_reads) == 5, "the first try really failed, after the job had ended"
+    assert emu.faults == [], "every injected failure was used by the first try"
 
 
 class FakeStore:
@@ -77,7 +97,7 @@ def finished_job(emu: Any, fail: bool = False) -> str:
     hook = RunComfyHook()
     request_id = hook.submit("bytedance/dreamina-4-0/edit", {"image_urls": [emu.sample_url()], "prompt": "x"})
     deadline = time.monotonic() + 10
-    while hook.get_status(request_id)["status"] != "completed":
+    while hook.get_status(request_id)["status"] not in ("completed", "succeeded", "failed"):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     emu.failure_message = None
@@ -86,6 +106,7 @@ def finished_job(emu: Any, fail: bool = False) -> str:
 
 
 @needs_33
+@pytest.mark.parametrize("emu", ["documented", "completed-results", "live"], indirect=True)
 def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: Any) -> None:
     request_id = finished_job(emu)
     ti, store = FakeTI(), FakeStore(runcomfy_request_id=request_id)
@@ -100,6 +121,7 @@ def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: A
 
 
 @needs_33
+@BOTH_DIALECTS
 def test_a_failed_job_of_an_earlier_try_is_submitted_anew(emu: Any) -> None:
     failed = finished_job(emu, fail=True)
     ti, store = FakeTI(), FakeStore(runcomfy_request_id=failed)

@@ -28,7 +28,7 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyUnknownModelError,
 )
 from airflow_provider_runcomfy.hooks.runcomfy import ApiSettings, RunComfyHook, normalize_base_url
-from airflow_provider_runcomfy.jobs import output_urls
+from airflow_provider_runcomfy.jobs import CancelOutcome, output_urls
 from airflow_provider_runcomfy.transport import USER_AGENT, BearerAuth, RetryPolicy, parse_retry_after
 from tests.conftest import TEST_TOKEN, conn_json
 
@@ -97,11 +97,11 @@ def test_every_api_call_sends_token_user_agent_and_reuses_one_connection(emu: An
     assert len({r.peer for r in api}) == 1, "one keep-alive connection serves the hook's calls"
 
 
-def test_cancel_queued_job_true_running_job_false(emu: Any) -> None:
+def test_cancel_queued_job_cancelled_running_job_not_cancellable(emu: Any) -> None:
     emu.queue_seconds = 30
     hook = RunComfyHook()
     queued = hook.submit(EDIT, edit_inputs(emu))
-    assert hook.cancel(queued) is True
+    assert hook.cancel(queued) is CancelOutcome.CANCELLED
     assert hook.get_status(queued)["status"] == "cancelled"
 
     emu.queue_seconds = 0
@@ -111,14 +111,14 @@ def test_cancel_queued_job_true_running_job_false(emu: Any) -> None:
     while hook.get_status(running)["status"] != "in_progress":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert hook.cancel(running) is False
+    assert hook.cancel(running) is CancelOutcome.NOT_CANCELLABLE
 
 
 def test_async_twins_look_the_connection_up_without_blocking(emu: Any) -> None:
     emu.queue_seconds = 30
     request_id = RunComfyHook().submit(EDIT, edit_inputs(emu))
 
-    async def scenario() -> tuple[dict[str, Any], dict[str, Any], bool]:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], CancelOutcome]:
         hook = RunComfyHook()
         try:
             return (
@@ -132,7 +132,7 @@ def test_async_twins_look_the_connection_up_without_blocking(emu: Any) -> None:
     status, result, cancelled = asyncio.run(scenario())
     assert status["status"] == "in_queue"
     assert result["status"] == "in_queue"
-    assert cancelled is True
+    assert cancelled is CancelOutcome.CANCELLED
 
 
 def test_async_client_is_rebuilt_for_a_new_event_loop(emu: Any) -> None:
@@ -460,7 +460,62 @@ def test_server_echo_of_token_is_scrubbed() -> None:
 
 def test_cancel_decides_on_outcome_not_status() -> None:
     body = {"request_id": "abc", "status": "completed", "outcome": "cancelled"}
-    assert mock_hook(lambda request: httpx.Response(202, json=body)).cancel("abc") is True
+    assert mock_hook(lambda request: httpx.Response(202, json=body)).cancel("abc") is CancelOutcome.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"outcome": "not_cancellable", "status": "in_progress"}, CancelOutcome.NOT_CANCELLABLE),
+        ({"outcome": "Canceled", "status": "completed"}, CancelOutcome.CANCELLED),
+        ({"status": "cancelled"}, CancelOutcome.CANCELLED),
+        ({"status": "CANCELED"}, CancelOutcome.CANCELLED),
+        ({"status": "cancellation_requested"}, CancelOutcome.REQUESTED),
+        ({"outcome": "cancellation_requested"}, CancelOutcome.REQUESTED),
+        # RunComfy's ComfyUI nodes' own test: the status says cancelled, the outcome only "requested".
+        ({"status": "cancelled", "outcome": "cancellation_requested"}, CancelOutcome.CANCELLED),
+        ({"status": "cancellation_requested", "error_code": None}, CancelOutcome.REQUESTED),
+    ],
+)
+def test_cancel_reads_every_answer_runcomfy_clients_accept(
+    body: dict[str, Any], expected: CancelOutcome
+) -> None:
+    answer = {"request_id": "abc", **body}
+    assert mock_hook(lambda request: httpx.Response(202, json=answer)).cancel("abc") is expected
+
+
+@pytest.mark.parametrize("body", [{"status": "in_progress"}, {"outcome": "maybe"}, {}])
+def test_cancel_answer_that_says_nothing_known_is_invalid(body: dict[str, Any]) -> None:
+    hook = mock_hook(lambda request: httpx.Response(202, json={"request_id": "abc", **body}))
+    with pytest.raises(RunComfyInvalidResponseError, match="neither cancelled"):
+        hook.cancel("abc")
+
+
+def test_error_code_null_is_no_error() -> None:
+    body = {"request_id": "abc", "status": "in_queue", "error_code": None}
+    assert mock_hook(lambda request: httpx.Response(200, json=body)).get_status("abc") == body
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, {"request_id": "req-1", "error_code": None}),
+        (200, {"request_id": "req-1", "error_code": 400002, "error_message": "odd"}),
+        (429, {"request_id": "req-1", "error_message": "slow down"}),
+        (503, {"request_id": "req-1"}),
+    ],
+)
+def test_a_submit_answer_with_a_request_id_is_an_accepted_job_never_sent_again(
+    status: int, body: dict[str, Any]
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(status, json=body)
+
+    assert mock_hook(answer).submit(EDIT, {"prompt": "x"}) == "req-1"
+    assert len(sent) == 1
 
 
 def test_submit_answer_without_request_id() -> None:

@@ -1,6 +1,7 @@
 """Command line: run the emulator as a process until SIGTERM or SIGINT.
 
     python -m airflow_provider_runcomfy.emulator --port 8189 --queue-seconds 2 --run-seconds 5
+    python -m airflow_provider_runcomfy.emulator --dialect live   # the live service's wider vocabulary
 
 The first stdout line is shell-evaluable and tells scripts where to point Airflow::
 
@@ -23,6 +24,7 @@ import signal
 import sys
 
 from .catalog import AddedModel
+from .dialect import PRESETS, dialect_named
 from .records import Fault
 from .server import EmulatorConfig, EmulatorServer
 
@@ -77,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='serve one more model: \'{"model_id": "me/m", "input_schema": {...}, "base_price_usd": 0.01}\'',
     )
+    p.add_argument(
+        "--dialect",
+        default="documented",
+        metavar="NAME",
+        help="how answers are worded: documented (default), live (what RunComfy's own clients accept "
+        f"from the live service), or presets joined with '+'; presets: {', '.join(PRESETS)}",
+    )
     p.add_argument("--record-peer-pid", action="store_true", help="log each local client's process id")
     p.add_argument("--max-output-side", type=int, default=1024, help="longest side of output images")
     p.add_argument("--public-url", default=None, help="base URL to put in answers (behind a proxy)")
@@ -95,6 +104,7 @@ async def _main(args: argparse.Namespace) -> int:
             "result_ttl_seconds": args.result_ttl,
             "balance": args.balance,
             "catalog_available": not args.no_catalog,
+            "dialect": args.dialect,
         }
     )
     server = EmulatorServer(
@@ -146,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             AddedModel.from_dict(json.loads(raw)).entry()
     except (ValueError, TypeError) as exc:
         print(f"bad --fault or --model: {exc}", file=sys.stderr)
+        return 2
+    try:
+        dialect_named(args.dialect)
+    except ValueError as exc:
+        print(f"bad --dialect: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(_main(args))
 

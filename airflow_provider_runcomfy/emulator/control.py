@@ -55,8 +55,10 @@ class EmulatorControl:
         return int(self._call("DELETE", "faults")["cleared"])
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
-        """Change knobs (queue_seconds, run_seconds, failure_message, result_ttl_seconds, balance,
-        catalog_available)."""
+        """
+        Set knobs (queue_seconds, run_seconds, failure_message, result_ttl_seconds,
+        balance, dialect, catalog_available).
+        """
         result: dict[str, Any] = self._call("POST", "config", knobs)
         return result
 

@@ -83,6 +83,15 @@ class Job:
             return IN_PROGRESS
         return FAILED if self.error is not None else SUCCEEDED
 
+    def progress(self, now: float) -> float:
+        """How far the job is through its current in-flight state, 0 to 1 (a dialect's in-flight words)."""
+        begin, end = (
+            (self.created_at, self.start_at) if now < self.start_at else (self.start_at, self.finish_at)
+        )
+        if end <= begin:
+            return 1.0
+        return max(0.0, min(1.0, (now - begin) / (end - begin)))
+
     def finished_at(self, now: float) -> float | None:
         """When the job reached its final state, or ``None`` while it is queued or running."""
         if self.cancelled_at is not None:

@@ -13,7 +13,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("status", "drop", "delay", "truncate")
+from .dialect import dialect_named
+
+FAULT_KINDS = ("status", "drop", "delay", "truncate", "dialect")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Fault:
       ``/files/``, ``/blobs/``, ``/images/`` and ``/samples/``. On an API call the call still takes
       effect and only its answer is cut, so a truncated submit does create a job: that is the
       "accepted, but the answer was lost" case a client must not retry blindly.
+    - ``dialect``: answer normally, but word the answer in the ``dialect`` given (a preset name of
+      ``dialect.py`` such as ``"live"`` or ``"final-status-words"``, or names joined with ``+``):
+      one endpoint, or a few polls, in the live service's vocabulary.
 
     For every kind, ``delay_seconds`` is waited first. A faulted submit (``status`` or ``drop``)
     creates no job and costs no balance. ``times`` is how many matching requests the fault applies
@@ -48,6 +53,7 @@ class Fault:
     delay_seconds: float = 0.0
     truncate_after: int = 0
     times: int | None = 1
+    dialect: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -59,6 +65,10 @@ class Fault:
             raise ValueError(f"Fault.status must be an HTTP status, got {self.status}")
         if self.delay_seconds < 0 or self.truncate_after < 0:
             raise ValueError("Fault.delay_seconds and Fault.truncate_after must not be negative")
+        if self.kind == "dialect":
+            if not self.dialect:
+                raise ValueError("a 'dialect' fault needs a dialect, e.g. dialect='live'")
+            dialect_named(self.dialect)  # an unknown name fails here, not on the request it applies to
 
     def to_dict(self) -> dict[str, Any]:
         """The fault as JSON-able data (the body of ``POST /_emulator/faults``)."""

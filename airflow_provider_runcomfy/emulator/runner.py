@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from types import TracebackType
 
+    from .dialect import Dialect
     from .records import Fault, RequestRecord
 
 
@@ -56,6 +57,11 @@ class RunComfyEmulator:
         max_output_side: longest side of output images, to keep outputs small and fast.
         public_url: base URL to put in answers instead of ``http://host:port`` (behind a proxy).
         faults: faults active from the start (see ``Fault``).
+        dialect: how answers are worded: ``"documented"`` (the default: RunComfy's documented
+            contract), ``"live"`` (every variant RunComfy's own clients accept from the live
+            service), one variant's preset such as ``"completed-results"``, names joined with
+            ``+``, or a ``Dialect``. Settable at any time through the ``dialect`` attribute; a
+            ``Fault(kind="dialect", dialect=...)`` words only the requests it matches.
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class RunComfyEmulator:
         public_url: str | None = None,
         verbose: bool = False,
         faults: Iterable[Fault] = (),
+        dialect: Dialect | str = "documented",
     ) -> None:
         self._token = token
         all_tokens = [token, *(t for t in tokens if t != token)]
@@ -86,6 +93,7 @@ class RunComfyEmulator:
                 "failure_message": failure_message,
                 "result_ttl_seconds": result_ttl_seconds,
                 "balance": balance,
+                "dialect": dialect,
             }
         )
         self._server = EmulatorServer(
@@ -325,6 +333,15 @@ class RunComfyEmulator:
     @balance.setter
     def balance(self, value: int | None) -> None:
         self._config.update({"balance": value})
+
+    @property
+    def dialect(self) -> Dialect:
+        """How answers are worded (see ``dialect.py``); set a ``Dialect`` or a preset name (``"live"``)."""
+        return self._config.dialect
+
+    @dialect.setter
+    def dialect(self, value: Dialect | str) -> None:
+        self._config.update({"dialect": value})
 
     # ------------------------------------------------------------------ the model catalog
 

@@ -15,6 +15,10 @@ process. Routes:
 - Controls (no auth, never logged or faulted): ``/_emulator/health``, ``/_emulator/requests``,
   ``/_emulator/faults``, ``/_emulator/config``, ``/_emulator/jobs``, ``/_emulator/models``.
 
+How answers are worded (the documented contract, or the wider vocabulary of the live service that
+RunComfy's own clients accept) is the server's :class:`~.dialect.Dialect` (``config.dialect``), or a
+``dialect`` fault's for one request; see ``dialect.py``.
+
 Error answers follow the contract's documented codes; their HTTP statuses are not documented, so
 the emulator uses the statuses RunComfy's own clients map those codes from: 400001 -> 400,
 400002 -> 402, 400004 -> 401, 403001 -> 403, 404001 -> 404. Input errors answer 400 with only an
@@ -32,16 +36,15 @@ import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import media
 from .catalog import AddedModel, Catalog
+from .dialect import Dialect, as_dialect
 from .jobs import (
     CANCELLED,
-    COMPLETED,
     FAILED,
-    IN_PROGRESS,
     IN_QUEUE,
     SUCCEEDED,
     Job,
@@ -80,6 +83,9 @@ class EmulatorConfig:
     ``balance`` is how many more submits the account can pay for (``None``: unlimited); every
     accepted submit uses one, and at 0 a submit answers 402 with error_code 400002.
     ``catalog_available`` False makes the three catalog endpoints answer 503 (submits still work).
+
+    ``dialect`` is the exception: it shapes every answer from the moment it is set (a preset name
+    such as ``"live"``, names joined with ``+``, a ``Dialect``, or a dict of its flags).
     """
 
     queue_seconds: float = 1.0
@@ -88,6 +94,7 @@ class EmulatorConfig:
     result_ttl_seconds: float | None = None
     balance: int | None = None
     catalog_available: bool = True
+    dialect: Dialect = field(default_factory=Dialect)
 
     def update(self, data: dict[str, Any]) -> None:
         """Apply the given knobs after checking them all (``ValueError`` leaves the config unchanged)."""
@@ -109,6 +116,8 @@ class EmulatorConfig:
                 ):
                     raise ValueError(f"{key} must be a number >= 0 or null")
                 checked[key] = None if value is None else float(value)
+            elif key == "dialect":
+                checked[key] = as_dialect(value)
             elif key == "failure_message":
                 if value is not None and not isinstance(value, str):
                     raise ValueError(f"{key} must be a string or null")
@@ -126,7 +135,9 @@ class EmulatorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The knobs as JSON-able data."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["dialect"] = self.dialect.to_dict()
+        return data
 
 
 class _Conn:
@@ -405,9 +416,12 @@ class EmulatorServer:
         token = self._token_of(request)
         ctx.authorized = token is not None and token in self.tokens
         ctx.request_id = _request_id_in(path)
+        dialect = self.config.dialect
         fault = self.faults.take(method, path)
         if fault is not None:
             ctx.fault = fault.kind
+            if fault.kind == "dialect":
+                dialect = as_dialect(fault.dialect)
             if fault.delay_seconds:
                 await asyncio.sleep(fault.delay_seconds)
             if fault.kind == "status":
@@ -417,12 +431,12 @@ class EmulatorServer:
                 return json_response(fault.status, fault.response_body, headers)
             if fault.kind == "drop":
                 return Response(drop=True)
-        response = await self._route(request, ctx, token)
+        response = await self._route(request, ctx, token, dialect)
         if fault is not None and fault.kind == "truncate":
             response.truncate_after = fault.truncate_after
         return response
 
-    async def _route(self, request: Request, ctx: _Ctx, token: str | None) -> Response:
+    async def _route(self, request: Request, ctx: _Ctx, token: str | None, dialect: Dialect) -> Response:
         path, method = request.path, request.method
         if path.startswith("/v1/"):
             if token is None:
@@ -442,18 +456,22 @@ class EmulatorServer:
             if path.rstrip("/") == "/v1/models" or (path.startswith("/v1/models/") and method != "POST"):
                 return self._catalog(request)
             if path.startswith("/v1/models/"):
-                return self._submit(request, ctx, path[len("/v1/models/") :].strip("/"), token)
+                return self._submit(request, ctx, path[len("/v1/models/") :].strip("/"), token, dialect)
             parts = path.split("/")
             if len(parts) == 5 and parts[2] == "requests" and parts[3]:
                 rid, action = parts[3], parts[4]
                 if action == "status":
-                    return self._status(rid, token) if method == "GET" else _method_not_allowed("GET")
+                    if method != "GET":
+                        return _method_not_allowed("GET")
+                    return self._status(rid, token, dialect)
                 if action == "result":
                     if method != "GET":
                         return _method_not_allowed("GET")
-                    return self._result(request, rid, token)
+                    return self._result(request, rid, token, dialect)
                 if action == "cancel":
-                    return self._cancel(rid, token) if method == "POST" else _method_not_allowed("POST")
+                    if method != "POST":
+                        return _method_not_allowed("POST")
+                    return self._cancel(rid, token, dialect)
             return _not_found(path)
         if method not in ("GET", "HEAD"):
             if path.startswith(("/files/", "/samples/", "/images/", "/blobs/")):
@@ -494,7 +512,7 @@ class EmulatorServer:
             return _api_error(404, 400001, f"InvalidResourceIdentifier: unknown model_id {model_id!r}")
         return json_response(200, entry.to_dict())
 
-    def _submit(self, request: Request, ctx: _Ctx, model_id: str, token: str) -> Response:
+    def _submit(self, request: Request, ctx: _Ctx, model_id: str, token: str, dialect: Dialect) -> Response:
         spec = MODELS.get(model_id) or self.catalog.catalog_spec(model_id)
         if spec is None:
             return _api_error(400, 400001, f"InvalidResourceIdentifier: unknown model_id {model_id!r}")
@@ -534,12 +552,14 @@ class EmulatorServer:
         base = f"{self.base_url}/v1/requests/{rid}"
         return json_response(
             200,
-            {
-                "request_id": rid,
-                "status_url": f"{base}/status",
-                "result_url": f"{base}/result",
-                "cancel_url": f"{base}/cancel",
-            },
+            dialect.decorate(
+                {
+                    "request_id": rid,
+                    "status_url": f"{base}/status",
+                    "result_url": f"{base}/result",
+                    "cancel_url": f"{base}/cancel",
+                }
+            ),
         )
 
     async def _run_job(self, job: Job) -> None:
@@ -589,30 +609,31 @@ class EmulatorServer:
             del self._queue[rid]
         return position
 
-    def _status(self, rid: str, token: str) -> Response:
+    def _status(self, rid: str, token: str, dialect: Dialect) -> Response:
         found = self._find(rid, token)
         if isinstance(found, Response):
             return found
         now = time.time()
         state = found.state(now)
-        body: dict[str, Any] = {
-            "request_id": rid,
-            "status": COMPLETED if state in (SUCCEEDED, FAILED) else state,
-        }
+        body: dict[str, Any] = {"request_id": rid, "status": dialect.status_word(state)}
         if state == IN_QUEUE:
             body["queue_position"] = self._queue_position(found, now)
         base = f"{self.base_url}/v1/requests/{rid}"
         body["status_url"] = f"{base}/status"
         body["result_url"] = f"{base}/result"
-        return json_response(200, body)
+        if dialect.extra_fields and state != IN_QUEUE and found.cancelled_at is None:
+            body["instance_id"] = f"instance-{rid[:8]}"
+        return json_response(200, dialect.decorate(body))
 
-    def _result(self, request: Request, rid: str, token: str) -> Response:
+    def _result(self, request: Request, rid: str, token: str, dialect: Dialect) -> Response:
         found = self._find(rid, token)
         if isinstance(found, Response):
             return found
         now = time.time()
         state = found.state(now)
-        body: dict[str, Any] = {"request_id": rid, "status": state}
+        body: dict[str, Any] = {"request_id": rid, "status": dialect.result_word(state, found.progress(now))}
+        if dialect.extra_fields:
+            body["model_id"] = found.spec.model_id
         if state == SUCCEEDED:
             body["output"] = found.output(self.base_url)
         body["created_at"] = iso(found.created_at)
@@ -621,12 +642,13 @@ class EmulatorServer:
             body["error"] = found.error
         if request.query.get("include_cost", "").lower() in _TRUE:
             body["cost"] = found.spec.cost(found.params) if state == SUCCEEDED else 0.0
-        return json_response(200, body)
+        return json_response(200, dialect.decorate(body))
 
-    def _cancel(self, rid: str, token: str) -> Response:
+    def _cancel(self, rid: str, token: str, dialect: Dialect) -> Response:
         """Cancel a queued job. Like the example in RunComfy's docs, a successful cancel answers
         ``status: "completed"`` with ``outcome: "cancelled"`` (clients must decide on ``outcome``);
         the status endpoint then says ``cancelled``. Running or finished jobs are ``not_cancellable``.
+        Other dialects word the answer their way (``Dialect.cancel_body``).
         """
         found = self._find(rid, token)
         if isinstance(found, Response):
@@ -639,10 +661,8 @@ class EmulatorServer:
             if found.task is not None:
                 found.task.cancel()
             state = CANCELLED
-        if state == CANCELLED:
-            return json_response(202, {"request_id": rid, "status": COMPLETED, "outcome": "cancelled"})
-        word = IN_PROGRESS if state == IN_PROGRESS else COMPLETED
-        return json_response(202, {"request_id": rid, "status": word, "outcome": "not_cancellable"})
+        body = dialect.cancel_body(rid, state, cancelled=state == CANCELLED)
+        return json_response(202, dialect.decorate(body))
 
     # ------------------------------------------------------------------ public content
 

@@ -8,8 +8,11 @@ The rules that keep a paid API safe live here, once, for every operator, sensor 
 * a submit is paid and RunComfy has no idempotency key, so it is sent again only when the server
   certainly did not take it (no connection could be made, or 429); otherwise the error says the job
   may exist and how to check;
-* a body carrying ``error_code`` is an error whatever the HTTP status, and each documented code
-  becomes its own exception;
+* a body carrying a non-null ``error_code`` is an error whatever the HTTP status, and each
+  documented code becomes its own exception (``"error_code": null`` on a 200 is a normal answer, as
+  RunComfy's own clients read it);
+* a submit answer that carries a ``request_id`` is an accepted (paid) job whatever else it says: it
+  is returned so the job is tracked and waited for, never sent again;
 * the token comes only from the Airflow connection, is registered with the secret masker, goes
   only to the API's own origin and never into a log, a message or a ``repr``.
 """
@@ -42,6 +45,7 @@ from airflow_provider_runcomfy.exceptions import (
     describe_error_body,
     scrub,
 )
+from airflow_provider_runcomfy.jobs import CancelOutcome
 from airflow_provider_runcomfy.transport import (
     BearerAuth,
     RetryPolicy,
@@ -297,8 +301,15 @@ class RunComfyHook(BaseHook):
         """
         return self._request(self._result_call(request_id, include_cost))
 
-    def cancel(self, request_id: str) -> bool:
-        """Cancel a job: ``True`` when RunComfy cancelled it, ``False`` when it was ``not_cancellable``."""
+    def cancel(self, request_id: str) -> CancelOutcome:
+        """
+        Ask RunComfy to cancel a job and say what came of it (see :class:`CancelOutcome`).
+
+        ``CANCELLED`` when it is cancelled, ``REQUESTED`` when RunComfy took the cancel without
+        confirming it yet (the next status poll tells how the job ends), ``NOT_CANCELLABLE`` when it
+        is already running or finished. Only a queued job can be cancelled. Test the outcome with its
+        predicates (``is_confirmed``, ``is_accepted``): any member is a non-empty string, so truthy.
+        """
         return self._cancel_outcome(self._request(self._request_call("POST", request_id, "cancel")))
 
     async def aget_status(self, request_id: str) -> dict[str, Any]:
@@ -309,7 +320,7 @@ class RunComfyHook(BaseHook):
         """Async :meth:`get_result`."""
         return await self._arequest(self._result_call(request_id, include_cost))
 
-    async def acancel(self, request_id: str) -> bool:
+    async def acancel(self, request_id: str) -> CancelOutcome:
         """Async :meth:`cancel`."""
         return self._cancel_outcome(await self._arequest(self._request_call("POST", request_id, "cancel")))
 
@@ -509,6 +520,10 @@ class RunComfyHook(BaseHook):
 
         Shared by the sync and async loops so both follow exactly the same policy.
         """
+        if call.paid and isinstance(outcome, httpx.Response):
+            accepted = self._accepted_submit(call, outcome)
+            if accepted is not None:
+                return accepted
         policy = settings.retry
         if call.may_retry(outcome) and retry <= policy.max_retries:
             retry_after = None
@@ -544,6 +559,34 @@ class RunComfyHook(BaseHook):
             + (" (nothing was sent, so no job was created)" if call.paid else "")
         )
 
+    def _accepted_submit(self, call: _Call, response: httpx.Response) -> dict[str, Any] | None:
+        """
+        The body of a submit answer that names a job, whatever else it says; else ``None``.
+
+        A ``request_id`` means RunComfy created (and will charge for) a job, so the job is tracked and
+        waited for: sending the submit again, or failing the task so that a retry sends it, would pay
+        twice. The wait then tells how the job really ends. An odd answer around it is logged.
+        """
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        request_id = body.get("request_id")
+        if not isinstance(request_id, str) or not request_id.strip():
+            return None
+        if response.is_error or body.get("error_code") is not None:
+            self.log.warning(
+                "%s: RunComfy answered HTTP %s with error_code %s but also request_id %s; the job is "
+                "taken as accepted and waited for (it is never sent again)",
+                call.what,
+                response.status_code,
+                body.get("error_code"),
+                request_id,
+            )
+        return body
+
     def _uncertain_submit(self, call: _Call, reason: str) -> RunComfySubmitUncertainError:
         return RunComfySubmitUncertainError(
             f"{call.what} may have created a job: {reason}. RunComfy has no idempotency key, so the "
@@ -562,14 +605,14 @@ class RunComfyHook(BaseHook):
         return request_id
 
     @staticmethod
-    def _cancel_outcome(body: dict[str, Any]) -> bool:
-        # Decide on ``outcome``: the docs' example pairs ``status: completed`` with ``outcome: cancelled``.
-        outcome = body.get("outcome")
-        if outcome == "cancelled":
-            return True
-        if outcome == "not_cancellable":
-            return False
-        raise RunComfyInvalidResponseError(f"Cancel: unexpected outcome {outcome!r} in {str(body)[:200]}")
+    def _cancel_outcome(body: dict[str, Any]) -> CancelOutcome:
+        outcome = CancelOutcome.from_answer(body)
+        if outcome is None:
+            raise RunComfyInvalidResponseError(
+                f"Cancel: an answer that says neither cancelled, cancellation_requested nor "
+                f"not_cancellable: {str(body)[:200]}"
+            )
+        return outcome
 
 
 def _model_info(call: _Call, body: dict[str, Any], model_id: str) -> ModelInfo:
@@ -630,7 +673,8 @@ def _parse_body(call: _Call, response: httpx.Response, token: str) -> dict[str, 
             f"{_excerpt(response, token)}",
             status_code=status,
         )
-    if response.is_error or "error_code" in body:
+    # ``"error_code": null`` is how some answers say "no error" (RunComfy's clients test ``is not None``).
+    if response.is_error or body.get("error_code") is not None:
         raise _api_error(call, status, body, token)
     return body
 

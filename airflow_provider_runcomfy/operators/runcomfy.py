@@ -46,12 +46,14 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyUnknownModelError,
 )
 from airflow_provider_runcomfy.jobs import (
+    CancelOutcome,
+    Endpoint,
     EventStatus,
-    RequestStatus,
+    Phase,
     RequestWatch,
-    ResultStatus,
-    describe_cancel,
-    parse_result_status,
+    parse_phase,
+    phase_of,
+    settled_phase,
 )
 from airflow_provider_runcomfy.validation import (
     EDIT_MODEL_ID,
@@ -77,9 +79,6 @@ if TYPE_CHECKING:
 #: since the trigger itself ends the wait (and cancels a queued job) at ``timeout``.
 DEFERRAL_GRACE = timedelta(minutes=10)
 
-#: The word ``get_job_status`` uses for a request RunComfy no longer knows (expired or deleted).
-EXPIRED = "expired"
-
 
 def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: str | None) -> list[str]:
     """
@@ -100,7 +99,7 @@ def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: s
         result = {**(event.get("result") or {}), "model_id": model_id}
         urls = list(result.get("urls") or [])
         if not urls:
-            task.log.warning("%s succeeded without any output URL", where)
+            task.log.warning("%s succeeded without any output URL (output: %s)", where, result.get("output"))
         context["ti"].xcom_push(key="result", value=result)
         task.log.info("%s succeeded with %d output(s)", where, len(urls))
         if result.get("cost_usd") is not None:
@@ -120,18 +119,34 @@ def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: s
     raise error(text, request_id=request_id, model_id=model_id)
 
 
-def look_once(hook: RunComfyHook, watch: RequestWatch) -> tuple[RequestStatus | None, dict[str, Any] | None]:
+def look_once(hook: RunComfyHook, watch: RequestWatch) -> dict[str, Any] | None:
     """
-    One poll with the sync hook: the request's status, and the final event once the job is over.
+    One poll with the sync hook: the final event once the job is over, else ``None``.
 
-    The sync twin of the trigger's poll; ``completed`` is only final once the result says how it ended.
+    The sync twin of the trigger's poll. Any final word on the status endpoint sends it to the result
+    endpoint, which alone says how the job ended (:meth:`RequestWatch.outcome`).
     """
-    status = watch.observe(hook.get_status(watch.request_id))
-    if status is RequestStatus.COMPLETED:
-        return status, watch.outcome(hook.get_result(watch.request_id))
-    if status is RequestStatus.CANCELLED:
-        return status, watch.cancelled()
-    return status, None
+    if watch.observe(hook.get_status(watch.request_id)).is_terminal:
+        return watch.outcome(hook.get_result(watch.request_id))
+    return None
+
+
+def cancel_if_queued(hook: RunComfyHook, watch: RequestWatch, log: Any) -> CancelOutcome | None:
+    """
+    Cancel a job that may still be queued when its wait timed out; ``None`` when none was made.
+
+    A failed cancel is logged, not raised: the wait still ends as a timeout, which says the job was
+    not cancelled.
+    """
+    if not watch.may_be_queued:
+        return None
+    try:
+        outcome = hook.cancel(watch.request_id)
+    except RunComfyError as err:
+        log.warning("Could not cancel RunComfy request %s: %s", watch.request_id, err)
+        return None
+    log.info("RunComfy request %s %s", watch.request_id, outcome.description)
+    return outcome
 
 
 def wait_in_worker(
@@ -155,12 +170,11 @@ def wait_in_worker(
         now = time.time()
         deadline_passed = end_time is not None and now >= end_time
         try:
-            status, event = look_once(hook, watch)
+            event = look_once(hook, watch)
             if event is not None:
                 return event
             if deadline_passed:
-                cancelled = cancel_on_timeout and status is RequestStatus.IN_QUEUE and hook.cancel(request_id)
-                return watch.timed_out(cancelled)
+                return watch.timed_out(cancel_if_queued(hook, watch, log) if cancel_on_timeout else None)
         except WAIT_FATAL_ERRORS as err:
             return watch.error(str(err))
         except RunComfyError as err:
@@ -389,29 +403,37 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """
-        The state of a request saved by an earlier try, in the result endpoint's words.
+        The :class:`~airflow_provider_runcomfy.jobs.Phase` of a request saved by an earlier try.
 
-        ``completed`` on the status endpoint does not say whether the job succeeded, so the result
-        endpoint is asked then; a request RunComfy no longer knows is ``expired`` (submit anew).
+        Read with the same table as every wait (:func:`~airflow_provider_runcomfy.jobs.settled_phase`):
+        a final word on the status endpoint sends it to the result endpoint, which says how the job
+        ended (``succeeded`` or ``completed`` are a success, returned without paying again). Anything
+        not explicitly over, an unknown word included, is ``in_flight``: the retry reconnects and its
+        wait settles it. A request RunComfy no longer knows is ``expired``. Only ``failed``,
+        ``cancelled`` and ``expired`` make the retry submit anew.
         """
         request_id = str(external_id)
+        result_word = None
         try:
-            status = self.hook.get_status(request_id).get("status")
-            if status == RequestStatus.COMPLETED.value:
-                status = self.hook.get_result(request_id).get("status")
+            status_word = self.hook.get_status(request_id).get("status")
+            if phase_of(status_word, Endpoint.STATUS).is_terminal:
+                result_word = self.hook.get_result(request_id).get("status")
         except RunComfyNotFoundError:
-            return EXPIRED
-        self.log.info("RunComfy request %s from an earlier try is %s", request_id, status)
-        return str(status)
+            phase = Phase.EXPIRED
+        else:
+            phase = settled_phase(status_word, result_word)
+        self.log.info("RunComfy request %s from an earlier try is %s", request_id, phase.value)
+        return phase.value
 
     def is_job_active(self, status: str) -> bool:
-        """Queued or running: reconnect instead of paying again."""
-        parsed = parse_result_status(status)
+        """In flight (or not known to be over): reconnect instead of paying again."""
+        parsed = parse_phase(status)
         return parsed is not None and parsed.is_active
 
     def is_job_succeeded(self, status: str) -> bool:
         """Succeeded: return its outputs without submitting."""
-        return parse_result_status(status) is ResultStatus.SUCCEEDED
+        parsed = parse_phase(status)
+        return parsed is not None and parsed.is_success
 
     # The mixin returns this method's value when it reconnects to a running job, so it returns the URLs.
     def poll_until_complete(self, external_id: Any, context: Context) -> list[str]:  # type: ignore[override]
@@ -459,7 +481,7 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         with the same retry policy. Errors no poll can fix (auth, not found) still fail at once.
         """
         try:
-            return look_once(self.hook, RequestWatch(request_id, self.log))[1]
+            return look_once(self.hook, RequestWatch(request_id, self.log))
         except WAIT_FATAL_ERRORS:
             raise
         except RunComfyError as err:
@@ -507,8 +529,8 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         if not (self.cancel_on_kill and self.request_id):
             return
         try:
-            cancelled = self.hook.cancel(self.request_id)
-            self.log.info("RunComfy request %s %s", self.request_id, describe_cancel(cancelled))
+            outcome = self.hook.cancel(self.request_id)
+            self.log.info("RunComfy request %s %s", self.request_id, outcome.description)
         except RunComfyError as err:
             self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
 

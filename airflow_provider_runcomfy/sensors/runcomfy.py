@@ -58,6 +58,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
         self.runcomfy_conn_id = runcomfy_conn_id
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self._request_watch: RequestWatch | None = None
 
     @cached_property
     def hook(self) -> RunComfyHook:
@@ -92,10 +93,20 @@ class RunComfyRequestSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One look at the request: not done yet, done with URLs, or an error raised at once."""
-        _, event = look_once(self.hook, RequestWatch(str(self.request_id), self.log))
+        event = look_once(self.hook, self._watch())
         if event is None:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=finish_wait(self, context, event, model_id=None))
+
+    def _watch(self) -> RequestWatch:
+        """
+        One watch for all the pokes of this try, so that each change (and each unknown word) is logged
+        once, and a failed status whose result stays silent ends the wait on the second poke.
+        """
+        request_id = str(self.request_id)
+        if self._request_watch is None or self._request_watch.request_id != request_id:
+            self._request_watch = RequestWatch(request_id, self.log)
+        return self._request_watch
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger fired: return the URLs on success, raise on anything else."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runcomfy.exceptions import WAIT_FATAL_ERRORS, RunComfyError
-from airflow_provider_runcomfy.jobs import RequestStatus, RequestWatch, describe_cancel
+from airflow_provider_runcomfy.jobs import CancelOutcome, RequestWatch
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -34,7 +34,8 @@ class RunComfyRequestTrigger(BaseTrigger):
     Each poll rides the hook's retry policy; when a poll still fails after its retries, the trigger
     waits a poll interval and tries again, up to ``max_failed_polls`` polls in a row. Before it
     declares a timeout it asks once more (the job may have just finished); on timeout it cancels a
-    job that is still queued, when ``cancel_on_timeout``.
+    job that may still be queued, when ``cancel_on_timeout``. What each word means comes from the one
+    table in :mod:`airflow_provider_runcomfy.jobs`, shared with the in-worker wait and the sensor.
 
     Polls start ``poll_interval`` apart (the time a poll takes is not added to the wait), and the
     first one comes after a random part of one interval: the operator checked the job just before
@@ -108,7 +109,7 @@ class RunComfyRequestTrigger(BaseTrigger):
                 return await self._on_deadline(hook, watch)
             poll_started = time.monotonic()
             try:
-                _, event = await self._look(hook, watch)
+                event = await self._look(hook, watch)
                 if event is not None:
                     return event
             except WAIT_FATAL_ERRORS as err:
@@ -123,16 +124,11 @@ class RunComfyRequestTrigger(BaseTrigger):
                 failed_polls = 0
             await asyncio.sleep(self._capped(poll_started + self.poll_interval - time.monotonic()))
 
-    async def _look(
-        self, hook: Any, watch: RequestWatch
-    ) -> tuple[RequestStatus | None, dict[str, Any] | None]:
-        """One poll: the request's status, and the final event once the job is over."""
-        status = watch.observe(await hook.aget_status(self.request_id))
-        if status is RequestStatus.COMPLETED:
-            return status, watch.outcome(await hook.aget_result(self.request_id))
-        if status is RequestStatus.CANCELLED:
-            return status, watch.cancelled()
-        return status, None
+    async def _look(self, hook: Any, watch: RequestWatch) -> dict[str, Any] | None:
+        """One poll, the async twin of ``look_once``: the final event once the job is over, else ``None``."""
+        if watch.observe(await hook.aget_status(self.request_id)).is_terminal:
+            return watch.outcome(await hook.aget_result(self.request_id))
+        return None
 
     def _capped(self, seconds: float) -> float:
         """A wait of ``seconds``, shortened so that it never runs past the deadline."""
@@ -141,31 +137,36 @@ class RunComfyRequestTrigger(BaseTrigger):
         return max(0.0, min(seconds, self.end_time - time.time()))
 
     async def _on_deadline(self, hook: Any, watch: RequestWatch) -> dict[str, Any]:
-        """Ask once more (it may have just finished), then cancel a still-queued job and report a timeout."""
+        """Ask once more (it may have just finished), then cancel a maybe-queued job and report a timeout."""
         try:
-            status, event = await self._look(hook, watch)
-            if event is not None:
-                return event
-            cancelled = False
-            if self.cancel_on_timeout and status is RequestStatus.IN_QUEUE:
-                cancelled = await hook.acancel(self.request_id)
+            event = await self._look(hook, watch)
         except RunComfyError as err:
             return watch.error(f"the deadline passed and the last status check failed: {err}")
-        return watch.timed_out(cancelled)
+        if event is not None:
+            return event
+        cancel: CancelOutcome | None = None
+        if self.cancel_on_timeout and watch.may_be_queued:
+            try:
+                cancel = await hook.acancel(self.request_id)
+                self.log.info("RunComfy request %s %s", self.request_id, cancel.description)
+            except RunComfyError as err:
+                self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
+        return watch.timed_out(cancel)
 
     async def on_kill(self) -> None:
         """
         Cancel the job when a user kills the deferred task (mark failed/success, clear); Airflow 3.3+.
 
         Not from ``cleanup()``: that also runs when the trigger merely moves to another triggerer,
-        and the job must live on then. Only a queued job can be cancelled; a running one is reported.
+        and the job must live on then. Only a queued job can be cancelled; a running one is reported,
+        and so is a cancel RunComfy took without confirming it yet (``cancellation_requested``).
         """
         if not self.cancel_on_kill:
             return
         hook = self._hook()
         try:
-            cancelled = await hook.acancel(self.request_id)
-            self.log.info("RunComfy request %s %s", self.request_id, describe_cancel(cancelled))
+            outcome = await hook.acancel(self.request_id)
+            self.log.info("RunComfy request %s %s", self.request_id, outcome.description)
         except RunComfyError as err:
             self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
         finally:

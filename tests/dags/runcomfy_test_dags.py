@@ -71,25 +71,21 @@ with DAG("rc_submit_then_sense", schedule=None, start_date=START, catchup=False)
         timeout=120,
     )
 
+# One edit, waited for with different timeouts: the default (an hour), 1 s (the timeout tests), and
+# 20 s for the dialect tests: long enough for any wait that ends as it should, short enough that a
+# wait which does not end fails its test in seconds instead of hanging it.
 for deferrable in (True, False):
     mode = "deferrable" if deferrable else "sync"
-    with DAG(f"rc_single_edit_{mode}", schedule=None, start_date=START, catchup=False):
-        RunComfyImageEditOperator(
-            task_id="edit",
-            image_urls=[PORTRAIT],
-            prompt="pencil sketch",
-            deferrable=deferrable,
-            poll_interval=0.2,
-        )
-    with DAG(f"rc_short_timeout_{mode}", schedule=None, start_date=START, catchup=False):
-        RunComfyImageEditOperator(
-            task_id="edit",
-            image_urls=[PORTRAIT],
-            prompt="pencil sketch",
-            deferrable=deferrable,
-            poll_interval=0.2,
-            timeout=1,
-        )
+    for name, timeout in (("single_edit", 3600), ("short_timeout", 1), ("dialect", 20)):
+        with DAG(f"rc_{name}_{mode}", schedule=None, start_date=START, catchup=False):
+            RunComfyImageEditOperator(
+                task_id="edit",
+                image_urls=[PORTRAIT],
+                prompt="pencil sketch",
+                deferrable=deferrable,
+                poll_interval=0.2,
+                timeout=timeout,
+            )
 
 with DAG("rc_any_model", schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True):
     RunComfyModelOperator(
