@@ -2,103 +2,79 @@
 Apache Airflow provider for RunComfy's Model API.
 
 This module is imported by Airflow's providers manager on every process start and by every DAG
-file that uses the provider, so it imports nothing heavy: the version and the provider metadata.
+file that uses the provider, so it imports nothing heavy: the version, and ``get_provider_info()``,
+which reads ``provider.yaml`` (shipped beside this file) only when first called, then keeps it.
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 __version__ = "0.1.0"
 
-#: The extra keys of a ``runcomfy`` connection, shown as form fields by Airflow 3.2+ (``conn-fields``).
-CONN_FIELDS: dict[str, dict[str, Any]] = {
-    "max_retries": {
-        "label": "Max retries",
-        "description": "Retries of a status, result or cancel call after a transient error (not a submit).",
-        "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
-    },
-    "retry_backoff": {
-        "label": "Retry backoff (s)",
-        "description": "First retry delay in seconds; it doubles on each retry, with jitter.",
-        "schema": {"type": ["number", "null"], "default": 1.0, "minimum": 0},
-    },
-    "retry_max_delay": {
-        "label": "Retry max delay (s)",
-        "description": "Longest single wait between retries, Retry-After included.",
-        "schema": {"type": ["number", "null"], "default": 60.0, "minimum": 0},
-    },
-    "connect_timeout": {
-        "label": "Connect timeout (s)",
-        "schema": {"type": ["number", "null"], "default": 10.0, "minimum": 0},
-    },
-    "read_timeout": {
-        "label": "Read timeout (s)",
-        "schema": {"type": ["number", "null"], "default": 60.0, "minimum": 0},
-    },
-}
+#: The provider's one description; see the comment at its top.
+PROVIDER_YAML = Path(__file__).with_name("provider.yaml")
 
-#: How Airflow's connection form shows a ``runcomfy`` connection (both the provider info and the hook).
-UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "login", "port"],
-    "relabeling": {"host": "API base URL", "password": "API token"},
-    "placeholders": {
-        "host": "https://model-api.runcomfy.net",
-        "password": "your RunComfy API token",
-        "extra": '{"max_retries": 5, "retry_backoff": 1.0}',
-    },
-}
+
+@functools.cache
+def _provider_yaml() -> dict[str, Any]:
+    """
+    ``provider.yaml`` parsed once per process.
+
+    PyYAML is a dependency of Airflow itself; its C loader (libyaml) parses this file in about a
+    millisecond, the pure-Python one in a few, and either happens once, when the providers manager
+    or the hook first asks, never while a DAG file is parsed.
+    """
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with PROVIDER_YAML.open(encoding="utf-8") as stream:
+        data = yaml.load(stream, Loader=loader)
+    if not isinstance(data, dict):
+        raise TypeError(f"{PROVIDER_YAML} must hold a mapping, got {type(data).__name__}")
+    return data
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Describe the provider to Airflow's providers manager (the ``apache_airflow_provider`` entry point)."""
-    return {
-        "package-name": "airflow-provider-runcomfy",
-        "name": "RunComfy",
-        "description": "Run RunComfy generative models (Dreamina image edit, image to video, any model).",
-        "versions": [__version__],
-        "integrations": [
-            {
-                "integration-name": "RunComfy",
-                "external-doc-url": "https://www.runcomfy.com/",
-                "tags": ["software"],
-            }
-        ],
-        "hooks": [
-            {
-                "integration-name": "RunComfy",
-                "python-modules": ["airflow_provider_runcomfy.hooks.runcomfy"],
-            }
-        ],
-        "operators": [
-            {
-                "integration-name": "RunComfy",
-                "python-modules": ["airflow_provider_runcomfy.operators.runcomfy"],
-            }
-        ],
-        "sensors": [
-            {
-                "integration-name": "RunComfy",
-                "python-modules": ["airflow_provider_runcomfy.sensors.runcomfy"],
-            }
-        ],
-        "triggers": [
-            {
-                "integration-name": "RunComfy",
-                "python-modules": ["airflow_provider_runcomfy.triggers.runcomfy"],
-            }
-        ],
-        "connection-types": [
-            {
-                "connection-type": "runcomfy",
-                "hook-class-name": "airflow_provider_runcomfy.hooks.runcomfy.RunComfyHook",
-                "hook-name": "RunComfy",
-                "conn-fields": CONN_FIELDS,
-                "ui-field-behaviour": {
-                    "hidden-fields": UI_FIELD_BEHAVIOUR["hidden_fields"],
-                    "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
-                    "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
-                },
-            }
-        ],
-    }
+    """
+    Describe the provider to Airflow's providers manager (the ``apache_airflow_provider`` entry point).
+
+    The content of ``provider.yaml`` plus ``versions`` from ``__version__``. A fresh copy each call,
+    so a caller that edits the dict cannot change what the next caller sees.
+    """
+    import copy
+
+    return {**copy.deepcopy(_provider_yaml()), "versions": [__version__]}
+
+
+def connection_type_info() -> dict[str, Any]:
+    """The ``runcomfy`` entry of ``connection-types`` (conn-fields and ui-field-behaviour), a fresh copy."""
+    (conn_type,) = get_provider_info()["connection-types"]
+    return dict(conn_type)
+
+
+def conn_fields() -> dict[str, dict[str, Any]]:
+    """The extra keys of a ``runcomfy`` connection as form fields (``conn-fields``)."""
+    return dict(connection_type_info()["conn-fields"])
+
+
+def ui_field_behaviour() -> dict[str, Any]:
+    """``ui-field-behaviour`` in the snake_case keys of ``BaseHook.get_ui_field_behaviour()``."""
+    behaviour = connection_type_info()["ui-field-behaviour"]
+    return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+
+def __getattr__(name: str) -> Any:
+    """
+    ``CONN_FIELDS`` and ``UI_FIELD_BEHAVIOUR``, derived from ``provider.yaml`` on first use.
+
+    Kept for users who imported them; computed lazily (PEP 562) so importing the package never
+    parses YAML.
+    """
+    if name == "CONN_FIELDS":
+        return conn_fields()
+    if name == "UI_FIELD_BEHAVIOUR":
+        return ui_field_behaviour()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,9 +47,11 @@ with DAG(
         """Read the sets from the run's params: the list the edits are mapped over."""
         return [{"image_urls": s["image_urls"], "prompt": s["prompt"]} for s in context["params"]["sets"]]
 
+    # [START howto_operator_runcomfy_batch_edit]
     edits = RunComfyImageEditOperator.partial(
         task_id="edit", force_single=True, deferrable=True
     ).expand_kwargs(input_sets())
+    # [END howto_operator_runcomfy_batch_edit]
 
     RunComfyDownloadOperator(
         task_id="keep",

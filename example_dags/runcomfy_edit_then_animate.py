@@ -74,6 +74,7 @@ with DAG(
     tags=["runcomfy", "example"],
     **({"deadline": deadline} if deadline is not None else {}),
 ) as dag:
+    # [START howto_operator_runcomfy_image_edit]
     edit = RunComfyImageEditOperator(
         task_id="edit",
         image_urls="{{ params.images }}",
@@ -81,19 +82,24 @@ with DAG(
         size="2048x2048",
         deferrable=True,
     )
+    # [END howto_operator_runcomfy_image_edit]
 
+    # [START howto_operator_runcomfy_image_to_video]
     animate = RunComfyImageToVideoOperator.partial(
         task_id="animate",
         prompt="{{ params.motion }}",
         frames=121,
         deferrable=True,
     ).expand(image_url=edit.output)
+    # [END howto_operator_runcomfy_image_to_video]
 
+    # [START howto_operator_runcomfy_download]
     keep_images = RunComfyDownloadOperator(
         task_id="keep_images",
         urls=edit.output,
         destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}/images",
     )
+    # [END howto_operator_runcomfy_download]
     keep_videos = RunComfyDownloadOperator(
         task_id="keep_videos",
         urls=animate.output,

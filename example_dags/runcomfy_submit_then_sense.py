@@ -30,13 +30,16 @@ with DAG(
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     tags=["runcomfy", "example"],
 ) as dag:
+    # [START howto_operator_runcomfy_submit_only]
     submit = RunComfyImageEditOperator(
         task_id="submit",
         image_urls="{{ params.images }}",
         prompt="{{ params.prompt }}",
         wait_for_completion=False,  # return_value is the request_id
     )
+    # [END howto_operator_runcomfy_submit_only]
 
+    # [START howto_sensor_runcomfy_request]
     wait = RunComfyRequestSensor(
         task_id="wait",
         request_id=submit.output,
@@ -44,6 +47,7 @@ with DAG(
         poke_interval=5,
         timeout=3600,
     )
+    # [END howto_sensor_runcomfy_request]
 
     RunComfyDownloadOperator(
         task_id="keep",

@@ -136,3 +136,38 @@ class FakeTI:
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
+
+
+def extra_link(dag: Any, dag_run: Any, task_id: str, name: str, map_index: int = -1) -> str | None:
+    """
+    An extra link of one task instance, resolved the way the Airflow UI resolves it.
+
+    The UI draws links from the *serialized* DAG: on Airflow 3 the API server's operator reads the
+    ``_link_<class>`` XCom that the worker wrote when the task ended; on Airflow 2.11 the webserver
+    deserializes the task (the link class must be registered, here through provider info) and calls
+    its ``get_link``. ``None`` means no such link at all; ``""`` a link with nothing to open yet.
+    """
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    if AIRFLOW_3:
+        from airflow.models.serialized_dag import SerializedDagModel
+
+        serialized = SerializedDagModel.get_dag(dag.dag_id)
+    else:
+        from airflow.serialization.serialized_objects import SerializedDAG
+
+        serialized = SerializedDAG.from_dict(SerializedDAG.to_dict(dag))
+    task = serialized.get_task(task_id)
+    with create_session() as session:
+        ti = (
+            session.query(TaskInstance)
+            .filter(
+                TaskInstance.dag_id == dag.dag_id,
+                TaskInstance.run_id == dag_run.run_id,
+                TaskInstance.task_id == task_id,
+                TaskInstance.map_index == map_index,
+            )
+            .one()
+        )
+        return task.get_extra_links(ti, name)

@@ -580,7 +580,7 @@ def test_ui_field_behaviour_and_provider_info() -> None:
     behaviour = RunComfyHook.get_ui_field_behaviour()
     assert behaviour["relabeling"] == {"host": "API base URL", "password": "API token"}
     assert behaviour["placeholders"]["host"] == "https://model-api.runcomfy.net"
-    assert {"schema", "login", "port"} <= set(behaviour["hidden_fields"])
+    assert {"schema", "login"} <= set(behaviour["hidden_fields"])
     info = get_provider_info()
     (conn_type,) = info["connection-types"]
     assert conn_type["connection-type"] == "runcomfy"

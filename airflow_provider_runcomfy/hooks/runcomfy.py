@@ -29,7 +29,7 @@ import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
-from airflow_provider_runcomfy import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_runcomfy import conn_fields, ui_field_behaviour
 from airflow_provider_runcomfy.catalog import CATALOG_CACHE, ModelInfo, ModelPage
 from airflow_provider_runcomfy.exceptions import (
     RunComfyApiError,
@@ -183,8 +183,12 @@ class RunComfyHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel and hide the connection form's fields (2.11 asks the hook; 3.2+ the provider info)."""
-        return {key: value.copy() for key, value in UI_FIELD_BEHAVIOUR.items()}
+        """
+        Relabel and hide the connection form's fields (2.11 asks the hook; 3.2+ the provider info).
+
+        Both come from ``provider.yaml``'s ``ui-field-behaviour``.
+        """
+        return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -197,7 +201,7 @@ class RunComfyHook(BaseHook):
             return {}
         return {
             name: StringField(lazy_gettext(spec["label"]), widget=BS3TextFieldWidget())
-            for name, spec in CONN_FIELDS.items()
+            for name, spec in conn_fields().items()
         }
 
     # -- settings and clients ----------------------------------------------------------------------

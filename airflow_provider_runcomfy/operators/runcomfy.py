@@ -55,6 +55,13 @@ from airflow_provider_runcomfy.jobs import (
     phase_of,
     settled_phase,
 )
+from airflow_provider_runcomfy.lineage import DownloadLineageMixin, ModelLineageMixin
+from airflow_provider_runcomfy.links import (
+    STORED_URL_XCOM_KEY,
+    RunComfyOutputLink,
+    RunComfyStoredOutputLink,
+    stored_link,
+)
 from airflow_provider_runcomfy.validation import (
     EDIT_MODEL_ID,
     SIZE_FIELD,
@@ -188,7 +195,7 @@ def wait_in_worker(
         time.sleep(sleep)
 
 
-class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
+class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
     """
     Run any RunComfy model: submit, wait (in the triggerer or the worker), return the output URLs.
 
@@ -227,6 +234,7 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
     template_fields: Sequence[str] = ("model_id", "inputs")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
     ui_color = "#e8f0ff"
+    operator_extra_links = (RunComfyOutputLink(),)
     external_id_key = "runcomfy_request_id"
 
     def __init__(
@@ -662,7 +670,7 @@ def _url_list(value: Any, field: str) -> list[Any]:
         raise RunComfyInputError(field, f"must be a list of URLs, got {type(value).__name__}") from None
 
 
-class RunComfyDownloadOperator(BaseOperator):
+class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
     """
     Copy RunComfy outputs into your own storage before their links expire.
 
@@ -672,7 +680,9 @@ class RunComfyDownloadOperator(BaseOperator):
     a failure never leaves a partial file. File names derive from the URL, so a retry overwrites its
     own files and runs never mix. The token is never sent to the CDN.
 
-    ``return_value`` is the list of stored locations, in the order of ``urls``.
+    ``return_value`` is the list of stored locations, in the order of ``urls``; ``stored_url`` the URL
+    form of the first one that has one, which the ``Stored output`` link opens (see
+    :mod:`airflow_provider_runcomfy.links` for which locations have one).
 
     :param urls: one URL, a list, or the output of a mapped task (a list of lists, flattened in
         order), e.g. ``edit.output`` or ``animate.output``. (templated)
@@ -682,10 +692,15 @@ class RunComfyDownloadOperator(BaseOperator):
     :param verify_images: open image outputs with Pillow before keeping them.
     :param runcomfy_conn_id: a ``runcomfy`` connection whose extra sets the retry policy and timeouts
         (the same knobs as the hook); without one, the hook's defaults apply.
+
+    With ``outlets=[Asset("...")]`` (a ``Dataset`` on Airflow 2.11) each successful copy records an
+    asset event whose ``extra`` is ``{"stored", "request_ids", "model_ids"}``, so DAGs scheduled on
+    the asset run when new media lands (see :mod:`airflow_provider_runcomfy.assets`).
     """
 
     template_fields: Sequence[str] = ("urls", "destination")
     ui_color = "#eef7ee"
+    operator_extra_links = (RunComfyStoredOutputLink(),)
 
     def __init__(
         self,
@@ -703,6 +718,8 @@ class RunComfyDownloadOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.verify_images = verify_images
         self.runcomfy_conn_id = runcomfy_conn_id
+        #: ``(urls, stored locations)`` of the copy this task made, once it has made it.
+        self.copied: tuple[list[str], list[str]] | None = None
 
     def execute(self, context: Context) -> list[str]:
         """Copy every URL and return where each landed."""
@@ -722,7 +739,7 @@ class RunComfyDownloadOperator(BaseOperator):
                     Timeouts.from_extra(conn.extra_dejson),
                 )
         self.log.info("Copying %d RunComfy output(s) to %s", len(urls), self.destination)
-        return copy_outputs(
+        stored = copy_outputs(
             urls,
             self.destination,
             retry=retry,
@@ -730,3 +747,17 @@ class RunComfyDownloadOperator(BaseOperator):
             verify_images=self.verify_images,
             conn_id=self.destination_conn_id,
         )
+        self.record_stored(context, urls, stored)
+        return stored
+
+    def record_stored(self, context: Context, urls: list[str], stored: list[str]) -> None:
+        """
+        Tell Airflow what was stored: the ``Stored output`` link and the events of Asset outlets.
+
+        Kept for lineage too (``get_openlineage_facets_on_complete`` runs in this same process).
+        """
+        self.copied = (urls, stored)
+        context["ti"].xcom_push(key=STORED_URL_XCOM_KEY, value=stored_link(stored, self.destination_conn_id))
+        from airflow_provider_runcomfy.assets import announce_stored
+
+        announce_stored(self, context, urls, stored)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_runcomfy.jobs import RequestWatch
+from airflow_provider_runcomfy.links import RunComfyOutputLink
 from airflow_provider_runcomfy.operators.runcomfy import DEFERRAL_GRACE, finish_wait, look_once
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("request_id",)
     ui_color = "#e8f0ff"
+    operator_extra_links = (RunComfyOutputLink(),)
 
     def __init__(
         self,

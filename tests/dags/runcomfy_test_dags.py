@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.providers.common.compat.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, Asset, task
 
 from airflow_provider_runcomfy.operators.runcomfy import (
     RunComfyDownloadOperator,
@@ -121,3 +121,30 @@ with DAG(
     params={"urls": [], "destination": ""},
 ):
     RunComfyDownloadOperator(task_id="keep", urls="{{ params.urls }}", destination="{{ params.destination }}")
+
+# Edit, animate every output, keep the videos: the pipeline whose links, lineage and asset event are
+# checked (tests/test_links.py, tests/test_lineage.py, tests/test_assets.py).
+with DAG(
+    "rc_edit_animate_keep",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    render_template_as_native_obj=True,
+    params={"destination": "/tmp/runcomfy-test-outputs"},
+):
+    edit = RunComfyImageEditOperator(
+        task_id="edit",
+        image_urls=[PORTRAIT, LANDSCAPE],
+        prompt="golden hour light",
+        deferrable=True,
+        poll_interval=0.2,
+    )
+    animate = RunComfyImageToVideoOperator.partial(
+        task_id="animate", prompt="slow push-in", frames=121, deferrable=True, poll_interval=0.2
+    ).expand(image_url=edit.output)
+    RunComfyDownloadOperator(
+        task_id="keep",
+        urls=animate.output,
+        destination="{{ params.destination }}",
+        outlets=[Asset("runcomfy://test/videos")],
+    )
