@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_runcomfy.catalog import ModelInfo, PriceUnit
 
+#: The XCom key of the estimate a model operator pushes before its submit.
+COST_ESTIMATE_XCOM_KEY = "cost_estimate"
 #: Input fields that say how many outputs a job makes, in the order they are looked for.
 COUNT_FIELDS = ("num_images", "num_outputs", "number_of_images", "num_videos", "batch_size")
 #: Input fields that give the length of the output in seconds.

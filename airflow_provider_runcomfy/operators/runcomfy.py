@@ -319,7 +319,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         The catalog is read first (cached per process) because it gives both the schema and the
         price; the shipped schema of a documented model is the fallback when it cannot be read.
         """
-        from airflow_provider_runcomfy.cost import estimate_cost
+        from airflow_provider_runcomfy.cost import COST_ESTIMATE_XCOM_KEY, estimate_cost
 
         check_model_id(self.model_id)
         inputs = self.build_inputs()
@@ -333,7 +333,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             why_no_price=why or "the catalog gives no price for this model",
         )
         self.log.info("Estimated cost of this %s job: %s", self.model_id, self._estimate.describe())
-        context["ti"].xcom_push(key="cost_estimate", value=self._estimate.to_xcom())
+        context["ti"].xcom_push(key=COST_ESTIMATE_XCOM_KEY, value=self._estimate.to_xcom())
 
     def _catalog_entry(self) -> tuple[ModelInfo | None, str | None]:
         """The model's catalog entry, or ``None`` and why (a failure here never fails the task)."""
