@@ -127,33 +127,73 @@ def dimensions(path: Path) -> str:
 
 
 def run_dag(images: list[str]) -> Any:
-    from airflow.utils import db
+    """One ``dag.test()`` run of the example DAG with the provider's own helper (what users get from
+    its pytest plugin); it drops the DAG's deadline alert, which ``dag.test()`` on 3.3 cannot handle."""
+    from airflow_provider_runcomfy.testing import run_dag as dag_test
 
-    from airflow_provider_runcomfy.emulator import RunComfyEmulator  # noqa: F401 - fail early if missing
-
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2
-        from airflow.models.dagbag import DagBag
-
-    db.initdb()
-    bag = DagBag(dag_folder=str(ROOT / "example_dags" / f"{DAG_ID}.py"))
-    if bag.import_errors:
-        raise SystemExit(f"the example DAG does not import: {bag.import_errors}")
-    dag = bag.dags[DAG_ID]
-    # Airflow 3.3's dag.test() crashes when a run with a deadline alert finishes (it looks the alerts
-    # up by ids that only a scheduler-serialized DAG has). The scheduler handles them; the demo drops it.
-    if getattr(dag, "deadline", None):
-        dag.deadline = None
     conf = {"images": images, "destination": OUTPUT.as_uri()}
-    return dag.test(run_conf=conf)
+    return dag_test(ROOT / "example_dags" / f"{DAG_ID}.py", run_conf=conf, dag_id=DAG_ID)
 
 
 def xcom(run: Any, task_id: str, key: str = "return_value") -> dict[int, Any]:
-    sys.path.insert(0, str(ROOT))
-    from tests.airflow_utils import xcoms
+    from airflow_provider_runcomfy.testing import xcoms
 
     return {index: value for (task, index), value in xcoms(run, key).items() if task == task_id}
+
+
+#: The table must fit a 120-column terminal; the file column wraps at "/" to stay within it.
+TABLE_WIDTH = 120
+#: Request ids are UUIDs; the first 8 hex digits tell the jobs of one run apart.
+SHORT_ID = 8
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the current directory when it is inside it (``demo-output/...``)."""
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def wrap_path(text: str, width: int) -> list[str]:
+    """Split a path into lines of at most ``width`` characters, after a "/" where possible."""
+    lines: list[str] = []
+    line = ""
+    for part in (p + "/" for p in text.split("/")):
+        if len(line) + len(part) > width and line:
+            lines.append(line)
+            line = ""
+        while len(part) > width:
+            lines.append(part[:width])
+            part = part[width:]
+        line += part
+    lines.append(line[:-1])  # the trailing "/" added to the last part
+    return [x for x in lines if x]
+
+
+def render_table(rows: list[tuple[str, str, str]]) -> list[str]:
+    """The demo's table of (task, request id, stored location): sizes from disk, dimensions from headers."""
+    header = ("task", "request", "size", "dimensions", "file")
+    cells: list[tuple[str, str, str, str, str]] = []
+    for task, request_id, stored in rows:
+        path = Path(unquote(urlsplit(stored).path)) if stored.startswith("file:") else Path(stored)
+        cells.append(
+            (task, request_id[:SHORT_ID], f"{path.stat().st_size:,} B", dimensions(path), shown_path(path))
+        )
+    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(4)]
+    file_width = TABLE_WIDTH - sum(widths) - 2 * len(widths)
+    widths.append(max(len(line) for row in [header, *cells] for line in wrap_path(row[4], file_width)))
+    out = []
+    for n, row in enumerate([header, *cells]):
+        wrapped = wrap_path(row[4], file_width)
+        first = (*row[:4], wrapped[0])
+        out.append(
+            "  ".join(
+                c.rjust(w) if i == 2 else c.ljust(w)
+                for i, (c, w) in enumerate(zip(first, widths, strict=True))
+            ).rstrip()
+        )
+        out.extend((" " * (sum(widths[:4]) + 8) + more) for more in wrapped[1:])
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
 
 
 def main() -> int:
@@ -189,25 +229,9 @@ def main() -> int:
         rows += [("animate", animate_ids[i], path) for i, path in enumerate(xcom(run, "keep_videos")[-1])]
 
     say("")
-    header = ("task", "request id", "file", "size", "dimensions")
-    table = [header]
-    for task, request_id, stored in rows:
-        path = Path(unquote(urlsplit(stored).path)) if stored.startswith("file:") else Path(stored)
-        table.append(
-            (
-                task,
-                request_id,
-                str(path.relative_to(OUTPUT) if path.is_relative_to(OUTPUT) else path),
-                f"{path.stat().st_size:,} B",
-                dimensions(path),
-            )
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for n, row in enumerate(table):
-        say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-        if n == 0:
-            say("  ".join("-" * width for width in widths))
-    say(f"\n{len(rows)} files in {OUTPUT}")
+    for line in render_table(rows):
+        say(line)
+    say(f"\n{len(rows)} files in {shown_path(OUTPUT)}")
     return 0
 
 

@@ -2,19 +2,18 @@
 Test configuration shared by the whole suite.
 
 Airflow reads its configuration once, when it is first imported, so every ``AIRFLOW_*`` variable is
-set here at module level, before any test module imports Airflow: a throwaway ``AIRFLOW_HOME`` with
-its own SQLite database, no example DAGs, and the DAGs folder ``tests/dags`` (Airflow 3's
-``dag.test()`` only runs DAGs from files inside it).
+set here at module level, before any test module imports Airflow. The throwaway ``AIRFLOW_HOME``
+(its own SQLite database, no example DAGs) comes from the provider's own pytest plugin
+(``airflow_provider_runcomfy.testing``): the suite uses what it ships to users. It is forced here
+(a developer's ``AIRFLOW_HOME`` is never touched) with the DAGs folder ``tests/dags``, where
+Airflow 3's ``dag.test()`` finds the suite's DAG files.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,17 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_runcomfy.testing import isolated_airflow_env
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 TESTS_DIR = Path(__file__).resolve().parent
-_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="runcomfy-airflow-home-"))
-atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
-
-os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(TESTS_DIR / "dags")
-os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+isolated_airflow_env(dags_folder=TESTS_DIR / "dags", force=True)
 os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
 os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "")

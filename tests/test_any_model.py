@@ -182,8 +182,6 @@ def test_catalog_down_without_strict_schema_warns_and_sends(
 
 
 def test_the_cost_report_example_sums_a_mapped_fan_out(emu: Any) -> None:
-    os.environ["RUNCOMFY_TEST_EMULATOR_URL"] = emu.base_url
-    dags = au.load_dags(Path(__file__).parent / "dags" / "runcomfy_example_dags.py")
     conf = {
         "model_id": DEMO_IMAGE,
         "jobs": [
@@ -193,7 +191,8 @@ def test_the_cost_report_example_sums_a_mapped_fan_out(emu: Any) -> None:
         ],
         "max_cost_usd": 0.1,
     }
-    run = au.run_dag(dags["runcomfy_cost_report"], conf)
+    # The example file where it is: the suite's run_dag serializes a DAG from outside the DAGs folder.
+    run = au.run_dag(Path(__file__).parents[1] / "example_dags" / "runcomfy_cost_report.py", conf)
     assert run.state == "success", au.task_states(run)
     reported = [au.xcoms(run, "result")[("generate", i)]["cost_usd"] for i in range(3)]
     assert reported == pytest.approx([0.04, 0.02, 0.06])

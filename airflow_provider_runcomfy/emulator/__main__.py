@@ -3,9 +3,14 @@
     python -m airflow_provider_runcomfy.emulator --port 8189 --queue-seconds 2 --run-seconds 5
     python -m airflow_provider_runcomfy.emulator --dialect live   # the live service's wider vocabulary
 
-The first stdout line is shell-evaluable and tells scripts where to point Airflow::
+The first stdout line is shell-evaluable and tells scripts where to point Airflow; the next lines
+(shell comments) give the sample image URLs, the request log and the index::
 
     RUNCOMFY_EMULATOR_URL=http://127.0.0.1:8189 AIRFLOW_CONN_RUNCOMFY_DEFAULT='{"conn_type": ...}'
+    # sample image: http://127.0.0.1:8189/samples/portrait.png
+    ...
+    # request log:  http://127.0.0.1:8189/_emulator/requests
+    # index:        http://127.0.0.1:8189/  (endpoints, samples, knobs)
 
 With ``--ready-file PATH`` the emulator also writes ``{"base_url", "port", "pid"}`` there (atomically)
 once it is serving, so scripts can wait for the file instead of parsing stdout. It exits 0 on
@@ -25,6 +30,7 @@ import sys
 
 from .catalog import AddedModel
 from .dialect import PRESETS, dialect_named
+from .media import sample_names
 from .records import Fault
 from .server import EmulatorConfig, EmulatorServer
 
@@ -94,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def guide_lines(base_url: str) -> str:
+    """What a user needs next, one URL a line: the sample images, the request log and the index.
+
+    Each line starts with ``#`` so the whole output stays shell-safe (only the first line sets
+    variables) and ends with the URL, so ``grep sample | awk '{print $NF}'`` picks them.
+    """
+    lines = [f"# sample image: {base_url}/samples/{name}" for name in sample_names()]
+    lines.append(f"# request log:  {base_url}/_emulator/requests")
+    lines.append(f"# index:        {base_url}/  (endpoints, samples, knobs)")
+    return "\n".join(lines)
+
+
 async def _main(args: argparse.Namespace) -> int:
     config = EmulatorConfig()
     config.update(
@@ -137,6 +155,7 @@ async def _main(args: argparse.Namespace) -> int:
             f"RUNCOMFY_EMULATOR_URL={server.base_url} AIRFLOW_CONN_RUNCOMFY_DEFAULT={shlex.quote(conn)}",
             flush=True,
         )
+        print(guide_lines(server.base_url), flush=True)
         await stop.wait()
     finally:
         await server.close()

@@ -178,7 +178,9 @@ def run_job(
             ]
             return files, {"images": [f.name for f in files]}
         if spec.kind == "video":
-            video = media.make_video_output(images[0], params["prompt"], max_side=min(640, max_side))
+            video = media.make_video_output(
+                images[0], params["prompt"], params["frames"], max_side=min(640, max_side)
+            )
             return [OutputFile("video.avi", media.VIDEO_CONTENT_TYPE, video)], {"video": "video.avi"}
         image = media.make_echo_output(params)
         return [OutputFile("image.png", "image/png", image)], {"image": "image.png"}

@@ -334,14 +334,34 @@ def make_echo_output(inputs: Any) -> bytes:
     return buf.getvalue()
 
 
+#: Frame rate of the model's ``frames`` count: Dreamina's 121 frames are about 5 s, 241 about 10 s.
+MODEL_FPS = 24
+#: Frame rate the emulator encodes at: a quarter of the model's keeps a 10 s file under 1 MB and its
+#: encoding under half a second, while the duration players show still matches what ``frames`` asked.
+VIDEO_FPS = 6
+
+
+def video_frame_count(model_frames: int, fps: int = VIDEO_FPS) -> int:
+    """How many frames to encode at ``fps`` so the video lasts as long as ``model_frames`` at 24 fps.
+
+    121 -> 30 frames at 6 fps (5.0 s), 241 -> 60 frames (10.0 s): the duration is what a user's
+    pipeline sees and may check, so it follows the request; the frame count itself does not matter.
+    """
+    if model_frames < 1 or fps < 1:
+        raise ValueError("model_frames and fps must be at least 1")
+    return max(1, round((model_frames - 1) * fps / MODEL_FPS))
+
+
 def make_video_output(
-    data: bytes, prompt: str, frames: int = 24, fps: int = 12, max_side: int = 640
+    data: bytes, prompt: str, model_frames: int = 121, fps: int = VIDEO_FPS, max_side: int = 640
 ) -> bytes:
     """The video model's output: a Motion-JPEG AVI of a slow zoom and pan over the input image.
 
-    A real, playable file (VLC, ffmpeg, browsers that play AVI) made with Pillow alone in well under
-    half a second: ``frames`` JPEG frames at ``fps``, the longest side at most ``max_side`` px.
+    A real, playable file (VLC, ffmpeg, browsers that play AVI) made with Pillow alone: it lasts
+    ``model_frames / 24`` seconds like the real model's video (121 -> 5 s, 241 -> 10 s), encoded at
+    the lower ``fps`` (see ``VIDEO_FPS``), the longest side at most ``max_side`` px.
     """
+    frames = video_frame_count(model_frames, fps)
     src = open_image(data, int(max_side * 1.3))
     sw, sh = src.size
     scale = min(1.0, max_side / max(sw, sh))

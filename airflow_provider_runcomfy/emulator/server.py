@@ -12,6 +12,7 @@ process. Routes:
 - Public content (no auth, like a CDN or an image host): ``/files/{id}/{name}`` (job outputs),
   ``/samples/{name}`` (demo inputs), ``/images/gen`` and ``/images/notimage`` (test images),
   ``/blobs/{size}`` (large downloads).
+- ``GET /``: an index of these routes, the sample URLs and the knobs (``index.py``).
 - Controls (no auth, never logged or faulted): ``/_emulator/health``, ``/_emulator/requests``,
   ``/_emulator/faults``, ``/_emulator/config``, ``/_emulator/jobs``, ``/_emulator/models``.
 
@@ -42,6 +43,7 @@ from typing import Any
 from . import media
 from .catalog import AddedModel, Catalog
 from .dialect import Dialect, as_dialect
+from .index import index_response
 from .jobs import (
     CANCELLED,
     FAILED,
@@ -350,8 +352,9 @@ class EmulatorServer:
 
     async def _serve(self, request: Request, writer: asyncio.StreamWriter, conn: _Conn) -> bool:
         """Answer one request and log it; returns whether the connection stays open."""
-        if request.path.startswith("/_emulator/"):
-            response = self._control(request)
+        if request.path == "/" or request.path.startswith("/_emulator/"):
+            # The index and the controls are for people and tests: never logged, never faulted.
+            response = index_response(self, request) if request.path == "/" else self._control(request)
             status = await write_response(writer, request, response, request.keep_alive)
             return status is not None and request.keep_alive
         ctx = _Ctx()

@@ -60,6 +60,25 @@ def avi_frames(data: bytes) -> list[bytes]:
     return frames
 
 
+def avi_duration(data: bytes) -> tuple[int, float]:
+    """(frame count, seconds) from an AVI's headers, read the way players read them.
+
+    The main header ``avih`` gives the microseconds per frame and the frame count; the video stream
+    header ``strh`` gives the rate (``dwRate / dwScale`` frames per second) and its length in frames.
+    Both must agree, or players would show different durations.
+    """
+    at = data.find(b"avih")
+    assert at > 0, "no avih header"
+    usec_per_frame, total_frames = struct.unpack_from("<I12xI", data, at + 8)
+    at = data.find(b"strh")
+    assert at > 0, "no strh header"
+    scale, rate, _start, length = struct.unpack_from("<IIII", data, at + 8 + 20)
+    assert length == total_frames
+    seconds = length * scale / rate
+    assert abs(seconds - total_frames * usec_per_frame / 1e6) < 0.05
+    return total_frames, seconds
+
+
 def image_size(data: bytes) -> tuple[str | None, tuple[int, int]]:
     """Open bytes with Pillow (fully decoding them) and return (format, size)."""
     img = Image.open(io.BytesIO(data))

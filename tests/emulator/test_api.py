@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from .conftest import OTHER_TOKEN, TOKEN
-from .helpers import ECHO, EDIT, VIDEO, avi_frames, image_size, submit, wait_result
+from .helpers import ECHO, EDIT, VIDEO, avi_duration, avi_frames, image_size, submit, wait_result
 
 if TYPE_CHECKING:
     from airflow_provider_runcomfy.emulator import RunComfyEmulator
@@ -134,6 +134,20 @@ def test_video_output_is_a_playable_mjpeg_avi(rc: RunComfyEmulator, client: http
     fmt, (w, h) = image_size(frames[-1])
     assert fmt == "JPEG"
     assert max(w, h) <= 640
+
+
+@pytest.mark.parametrize(("frames", "seconds"), [(121, 5.0), (241, 10.0)])
+def test_video_lasts_as_long_as_frames_asks(
+    rc: RunComfyEmulator, client: httpx.Client, frames: int, seconds: float
+) -> None:
+    """Dreamina's ``frames`` is at 24 fps: 121 is about 5 s, 241 about 10 s (encoded at a lower rate)."""
+    rc.queue_seconds, rc.run_seconds = 0.0, 0.1
+    inputs = {"prompt": "slow zoom", "image_urls": [rc.sample_url()], "frames": frames}
+    res = wait_result(client, submit(client, VIDEO, inputs))
+    data = httpx.get(res["output"]["video"]).content
+    count, duration = avi_duration(data)
+    assert duration == pytest.approx(seconds, abs=0.25)
+    assert count == len(avi_frames(data))  # the header tells the truth about the file
 
 
 def test_echo_model_draws_its_inputs(rc: RunComfyEmulator, client: httpx.Client) -> None:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from airflow_provider_runcomfy.emulator import RunComfyEmulator, blob_bytes
+from airflow_provider_runcomfy.emulator.media import sample_names
 
 from .conftest import TOKEN
 from .helpers import ECHO, image_size, submit
@@ -43,6 +44,27 @@ def test_samples_are_valid_inputs(rc: RunComfyEmulator) -> None:
     assert httpx.get(f"{rc.base_url}/samples/nope.png").status_code == 404
     with pytest.raises(KeyError):
         rc.sample_url("nope.png")
+
+
+def test_index_lists_endpoints_samples_and_knobs(rc: RunComfyEmulator) -> None:
+    """``GET /`` explains the emulator: every listed sample URL works, knobs match the config."""
+    r = httpx.get(f"{rc.base_url}/")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    index = r.json()
+    assert index["base_url"] == rc.base_url
+    paths = {e["path"] for e in index["endpoints"]}
+    assert {"/v1/models/{model_id}", "/v1/requests/{request_id}/status", "/_emulator/requests"} <= paths
+    assert index["samples"] == [rc.sample_url(name) for name in rc.sample_names()]
+    assert index["request_log"] == f"{rc.base_url}/_emulator/requests"
+    assert index["knobs"] == httpx.get(index["knobs_url"]).json()
+    assert "bytedance/dreamina-4-0/edit" in index["models"]
+    assert httpx.get(index["request_log"]).status_code == 200
+    page = httpx.get(f"{rc.base_url}/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert f'<a href="{rc.sample_url("portrait.png")}">' in page.text
+    assert httpx.post(f"{rc.base_url}/").status_code == 405
+    assert rc.requests == []  # the index is for people: not in the request log
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])
@@ -269,6 +291,13 @@ def test_cli_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
         base_url = line.split()[0].split("=", 1)[1]
         conn = json.loads(line.split("AIRFLOW_CONN_RUNCOMFY_DEFAULT=", 1)[1].strip().strip("'"))
         assert conn == {"conn_type": "runcomfy", "host": base_url, "password": "cli-token"}
+        guide = [proc.stdout.readline().strip() for _ in range(len(sample_names()) + 2)]
+        samples = [x.rsplit(" ", 1)[1] for x in guide if x.startswith("# sample image: ")]
+        assert samples == [f"{base_url}/samples/{name}" for name in sample_names()]
+        assert f"# request log:  {base_url}/_emulator/requests" in guide
+        assert guide[-1].startswith(f"# index:        {base_url}/ ")
+        for url in samples:  # each printed sample URL serves a real image
+            assert httpx.get(url).headers["content-type"].startswith("image/")
         info = json.loads(ready.read_text())
         assert info == {"base_url": base_url, "port": int(base_url.rsplit(":", 1)[1]), "pid": proc.pid}
         with httpx.Client(base_url=base_url, headers={"Authorization": "Bearer cli-token"}) as c:
