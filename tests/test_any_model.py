@@ -24,7 +24,7 @@ EDIT = "bytedance/dreamina-4-0/edit"
 @pytest.fixture
 def dags(emu: Any) -> dict[str, Any]:
     os.environ["RUNCOMFY_TEST_EMULATOR_URL"] = emu.base_url
-    return au.load_dags(Path(__file__).parent / "dags" / "runcomfy_catalog_dags.py")
+    return au.load_dags(Path(__file__).parent / "runcomfy_catalog_dags.py")  # run_dag serializes them
 
 
 def submits(emu: Any) -> list[Any]:

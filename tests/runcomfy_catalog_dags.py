@@ -1,6 +1,8 @@
 """
 DAGs for the any-model tests: models known only from the emulator's catalog, run with ``dag.test()``.
 
+Outside ``tests/dags`` on purpose: the suite's ``run_dag`` serializes DAGs from anywhere.
+
 The inputs come from the run's conf (``params.inputs``), so one DAG covers every refusal case.
 """
 
