@@ -52,6 +52,7 @@ with DAG(
         params = context["params"]
         return [{"inputs": inputs, "max_cost_usd": params["max_cost_usd"]} for inputs in params["jobs"]]
 
+    # [START howto_operator_runcomfy_cost]
     generate = RunComfyModelOperator.partial(
         task_id="generate",
         model_id="{{ params.model_id }}",
@@ -70,3 +71,4 @@ with DAG(
         return {"jobs": len(results), "total_usd": total, "without_cost": unpriced}
 
     generate >> total_cost()
+    # [END howto_operator_runcomfy_cost]
