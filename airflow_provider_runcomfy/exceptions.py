@@ -95,6 +95,33 @@ class RunComfyInputError(RunComfyError, AirflowFailException):
         self.rule = rule
 
 
+class RunComfySchemaError(RunComfyError, AirflowFailException):
+    """A model's input schema cannot be used: not an object of fields, or not valid JSON Schema."""
+
+
+class RunComfySchemaUnavailableError(RunComfyError):
+    """
+    ``strict_schema=True`` and no schema of the model could be found, so nothing was submitted.
+
+    Not an :class:`AirflowFailException`: the catalog may answer again on a retry.
+    """
+
+
+class RunComfyBudgetExceededError(RunComfyError, AirflowFailException):
+    """
+    A job's estimated cost is over the task's ``max_cost_usd``, or cannot be estimated: not submitted.
+
+    :param message: names the limit and the estimate.
+    :param limit_usd: the task's ``max_cost_usd``.
+    :param estimate_usd: the estimate, ``None`` when none could be made.
+    """
+
+    def __init__(self, message: str, *, limit_usd: float, estimate_usd: float | None):
+        super().__init__(message)
+        self.limit_usd = limit_usd
+        self.estimate_usd = estimate_usd
+
+
 class RunComfyJobError(RunComfyError):
     """
     A job ended without a usable result.

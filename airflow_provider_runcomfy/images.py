@@ -66,6 +66,8 @@ HOP_WINDOW = 128
 LARGE_SEGMENT = 16 * 1024
 #: Bytes that are not a segment marker tolerated between JPEG segments (libjpeg skips them too).
 MAX_JPEG_JUNK = 4096
+#: How far a header is looked for when the model sets no file size limit (headers are far smaller).
+HEADER_LIMIT = 32 * 1024 * 1024
 #: Redirects followed per request; image hosts (S3 presigned links, CDNs) redirect once or twice.
 MAX_REDIRECTS = 5
 
@@ -509,11 +511,14 @@ async def _probe(
             fmt = "JPEG"
             width, height = await _jpeg_size(source)
         else:
-            fmt, width, height = await _pillow_header(source, rules.largest_file)
+            largest = rules.largest_file
+            fmt, width, height = await _pillow_header(
+                source, largest if largest is not None else HEADER_LIMIT
+            )
         rules.check_format(field, fmt)
         rules.check_dimensions(field, width, height)
         size = source.total
-        if size is None:
+        if size is None and rules.largest_file is not None:
             # No length was sent: count the body, but never further than one byte past the limit.
             size = await source.measure(rules.largest_file)
             if size > rules.largest_file:
@@ -532,7 +537,7 @@ async def _probe(
         fmt,
         width,
         height,
-        f"{size:,}",
+        f"{size:,}" if size is not None else "an unknown number of",
         f"{probe.bytes_read:,}",
     )
     return probe

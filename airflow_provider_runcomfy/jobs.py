@@ -247,11 +247,13 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
     ``status`` is always ``succeeded``, whichever success word RunComfy used, so downstream code
     has one word to test.
 
+    ``cost_usd`` is added when RunComfy reported the job's cost on the result.
+
     :param result: the body of the result endpoint.
     :param model_id: the model, or ``None`` when only the request id is known (the sensor).
     """
     output = result.get("output") or {}
-    return {
+    summary = {
         "request_id": result.get("request_id"),
         "model_id": model_id,
         "status": Phase.SUCCEEDED.value,
@@ -260,6 +262,12 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
         "created_at": result.get("created_at"),
         "finished_at": result.get("finished_at"),
     }
+    from airflow_provider_runcomfy.cost import reported_cost  # only once a job is over, not at parse time
+
+    cost = reported_cost(result)
+    if cost is not None:  # only when RunComfy reports it (``include_cost=true``; optional)
+        summary["cost_usd"] = cost
+    return summary
 
 
 class EventStatus(StrEnum):

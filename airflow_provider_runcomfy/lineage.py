@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from airflow_provider_runcomfy.cost import COST_ESTIMATE_XCOM_KEY
 from airflow_provider_runcomfy.links import RESULT_XCOM_KEY, is_web_url
 
 if TYPE_CHECKING:
@@ -114,11 +115,16 @@ def run_facet_class() -> type:
     return RunComfyRunFacet
 
 
+def _own_xcom(task_instance: Any, key: str) -> Any:
+    """One of the task instance's own XComs (``None`` when it has none)."""
+    return task_instance.xcom_pull(
+        task_ids=task_instance.task_id, key=key, map_indexes=task_instance.map_index
+    )
+
+
 def _result_of(task_instance: Any) -> dict[str, Any]:
     """The task instance's own ``result`` XCom (``{}`` when it has none: not waited, or failed)."""
-    value = task_instance.xcom_pull(
-        task_ids=task_instance.task_id, key=RESULT_XCOM_KEY, map_indexes=task_instance.map_index
-    )
+    value = _own_xcom(task_instance, RESULT_XCOM_KEY)
     return value if isinstance(value, dict) else {}
 
 
@@ -138,7 +144,7 @@ class ModelLineageMixin:
 
         Read from the rendered fields and the ``result`` XCom rather than from attributes set while
         waiting: a deferrable task finishes in a new process, with a fresh operator object.
-        ``cost_usd`` and ``cost_estimate`` are reported when the result carries them.
+        ``cost_usd`` is reported when the result carries it, ``cost_estimate`` from its own XCom.
         """
         from airflow.providers.common.compat.openlineage.facet import InputDataset, OutputDataset
         from airflow.providers.openlineage.extractors import OperatorLineage
@@ -153,7 +159,8 @@ class ModelLineageMixin:
             model_id=result.get("model_id") or self.model_id,
             request_id=request_id,
             cost_usd=result.get("cost_usd"),
-            cost_estimate=result.get("cost_estimate"),
+            # The estimate is its own XCom (pushed before the submit), so a failed job has one too.
+            cost_estimate=result.get("cost_estimate") or _own_xcom(task_instance, COST_ESTIMATE_XCOM_KEY),
         )
         return OperatorLineage(
             inputs=_datasets(InputDataset, inputs),

@@ -1,14 +1,17 @@
 """
-Pre-flight checks of a job's inputs against the documented rules of RunComfy's models.
+Pre-flight checks of a job's inputs, before a paid submit: the entry point and the building blocks.
 
-A RunComfy submit is paid, and a job with a bad input may be charged before it fails. Every rule
-RunComfy documents that can be checked without the network is checked here, before the submit: the
-fields (types, required fields, counts, allowed values) by :func:`validate_inputs`, and the image
-limits by :class:`ImageRules`, which :mod:`airflow_provider_runcomfy.images` applies to the headers
-of the input images it fetches.
+A RunComfy submit is paid, and a job with a bad input may be charged before it fails. Every rule a
+model's schema states that can be checked without the network is checked before the submit:
+:func:`validate_inputs` checks what every model needs (a model id, a JSON object of inputs) and
+hands the fields to the model's schema (:mod:`airflow_provider_runcomfy.schema`, the one interpreter
+of RunComfy's schema form), and :class:`ImageRules`, built from a media field's ``validations``, is
+applied by :mod:`airflow_provider_runcomfy.images` to the headers of the input images it fetches.
+The two documented models' schemas ship with the provider; the few rules of their pages that the
+schema form cannot state are :class:`DocumentedExtras`.
 
 This module is imported while DAG files are parsed, so it uses only the standard library and the
-provider's light modules (no httpx, no Pillow).
+provider's light modules (no httpx, no Pillow, no jsonschema, not the interpreter).
 
 Decisions where RunComfy's documentation is silent:
 
@@ -27,30 +30,26 @@ Decisions where RunComfy's documentation is silent:
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_runcomfy.contract import (
     EDIT_MODEL_ID,
     EDIT_SIZES,
-    MAX_PROMPT_CHARS,
     SIZE_FIELD,
     VIDEO_MODEL_ID,
 )
 from airflow_provider_runcomfy.exceptions import RunComfyInputError
 
+if TYPE_CHECKING:
+    from airflow_provider_runcomfy.schema import ModelSchema
+
 #: One megabyte, in the stricter (decimal) reading of RunComfy's limits; see the module docstring.
 MB = 10**6
-
-
-#: The seeds accepted for the video model: -1 (random) and the unsigned 32-bit range ByteDance's
-#: models use. RunComfy documents no range; refusing a seed costs nothing, a failed job may.
-SEED_RANGE = (-1, 2**32 - 1)
 
 # A model id is slash-separated segments of URL-safe characters, like ``owner/name/variant``.
 _MODEL_ID = re.compile(r"[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)+")
@@ -76,53 +75,127 @@ def _ratio(value: Fraction) -> str:
     return f"{float(value):g}"
 
 
-def _show_ratio(value: Fraction, low: Fraction, high: Fraction) -> str:
+def _show_ratio(value: Fraction, limits: Limits) -> str:
     # Three digits read well, but 3.001 must not show as "3" next to a limit of 3.
+    edges = {float(b.value) for b in (limits.low, limits.high) if b is not None}
     for digits in (3, 6):
         text = f"{float(value):.{digits}g}"
-        if float(text) not in (float(low), float(high)):
+        if float(text) not in edges:
             return text
     return f"exactly {_ratio(value)}"
 
 
 @dataclass(frozen=True)
-class ImageRules:
+class Bound:
     """
-    The documented limits of one model's input images, checked on each image's header before a submit.
+    One end of a limit, as one ``validations`` rule of a schema states it.
 
-    Ratios are :class:`~fractions.Fraction` so that a boundary such as 1/3 is compared exactly (a
+    Values are :class:`~fractions.Fraction` so that a boundary such as 1/3 is compared exactly (a
     1000x3000 image is exactly 1/3, which a float comparison could get wrong).
 
+    :param value: the limit.
+    :param inclusive: whether the limit itself is accepted (``<=`` vs ``<``).
+    :param note: the schema's own ``validation_error`` text, quoted in messages.
+    """
+
+    value: Fraction
+    inclusive: bool
+    note: str | None = None
+
+    def admits_as_low(self, x: Fraction | int) -> bool:
+        """Whether ``x`` is on the accepted side of this lower bound."""
+        return x >= self.value if self.inclusive else x > self.value
+
+    def admits_as_high(self, x: Fraction | int) -> bool:
+        """Whether ``x`` is on the accepted side of this upper bound."""
+        return x <= self.value if self.inclusive else x < self.value
+
+    def is_stricter_low(self, other: Bound | None) -> bool:
+        """Whether this lower bound refuses more than ``other``."""
+        return other is None or (self.value, not self.inclusive) > (other.value, not other.inclusive)
+
+    def is_stricter_high(self, other: Bound | None) -> bool:
+        """Whether this upper bound refuses more than ``other``."""
+        return other is None or (self.value, self.inclusive) < (other.value, other.inclusive)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The accepted range of one measured quantity (file size, width, height, aspect ratio)."""
+
+    low: Bound | None = None
+    high: Bound | None = None
+
+    def describe(self, show: Callable[[Fraction], str]) -> str:
+        """The range in words: ``within [1/3, 3]``, ``strictly between 0.33 and 3``, ``at most 4096``."""
+        low, high = self.low, self.high
+        if low is not None and high is not None:
+            if low.inclusive and high.inclusive:
+                return f"within [{show(low.value)}, {show(high.value)}]"
+            if not low.inclusive and not high.inclusive:
+                return f"strictly between {show(low.value)} and {show(high.value)}"
+        parts = []
+        if low is not None:
+            parts.append(f"{'at least' if low.inclusive else 'more than'} {show(low.value)}")
+        if high is not None:
+            parts.append(f"{'at most' if high.inclusive else 'less than'} {show(high.value)}")
+        return " and ".join(parts) or "anything"
+
+    def breaks(self, x: Fraction | int) -> Bound | None:
+        """The bound ``x`` breaks, or ``None`` when it is within the range."""
+        if self.low is not None and not self.low.admits_as_low(x):
+            return self.low
+        if self.high is not None and not self.high.admits_as_high(x):
+            return self.high
+        return None
+
+
+def _with_note(text: str, bound: Bound | None) -> str:
+    """A message with the schema's own ``validation_error`` text after it, when it has one."""
+    if bound is None or not bound.note:
+        return text
+    return f'{text} (schema: "{bound.note}")'
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """
+    The limits of one input image field, checked on each image's header before a submit.
+
+    Built by :mod:`airflow_provider_runcomfy.schema` from the field's ``validations`` in the model's
+    schema (``file_size_mb<=``, ``width_pixels>``, ``width/height≥``...), plus the formats a
+    documented model's page names (the schema form has no rule for formats).
+
     :param model: the model's name in messages, e.g. ``"Dreamina 4.0 edit"``.
-    :param formats: the Pillow format names accepted (``"JPEG"``, ``"PNG"``).
-    :param max_bytes: the documented file size limit in bytes.
-    :param max_bytes_inclusive: whether a file of exactly ``max_bytes`` is accepted ("≤" vs "<").
-    :param max_side: the largest width and height in pixels (inclusive, "≤ 4096").
-    :param min_side_exclusive: each side must be larger than this many pixels ("> 320"); 0 for none.
-    :param min_ratio: the smallest width/height ratio.
-    :param max_ratio: the largest width/height ratio.
-    :param ratio_inclusive: whether the ratio bounds themselves are accepted ("within" vs "strictly
-        between").
+    :param formats: the Pillow format names accepted (``"JPEG"``, ``"PNG"``); ``None`` for any image.
+    :param file_bytes: the file size in bytes (MB read as 10**6 bytes, see the module docstring).
+    :param width: the width in pixels.
+    :param height: the height in pixels.
+    :param ratio: width/height.
     """
 
     model: str
-    max_bytes: int
-    min_ratio: Fraction
-    max_ratio: Fraction
-    ratio_inclusive: bool = True
-    max_bytes_inclusive: bool = True
-    formats: frozenset[str] = frozenset({"JPEG", "PNG"})
-    max_side: int = 4096
-    min_side_exclusive: int = 0
+    formats: frozenset[str] | None = None
+    file_bytes: Limits = Limits()
+    width: Limits = Limits()
+    height: Limits = Limits()
+    ratio: Limits = Limits()
 
     @property
-    def largest_file(self) -> int:
-        """The largest accepted file size in bytes: a reader may stop one byte after it."""
-        return self.max_bytes if self.max_bytes_inclusive else self.max_bytes - 1
+    def largest_file(self) -> int | None:
+        """The largest accepted file size in bytes (a reader may stop one byte later); ``None``: no limit."""
+        high = self.file_bytes.high
+        if high is None:
+            return None
+        limit = int(high.value)
+        return limit if high.inclusive else limit - 1
 
     def describe_max_bytes(self) -> str:
         """The size limit in words, with the exact byte count because "MB" is ambiguous."""
-        return f"{self.max_bytes / MB:g} MB ({self.max_bytes:,} bytes)"
+        high = self.file_bytes.high
+        if high is None:
+            return "no size limit"
+        return _describe_bytes(int(high.value))
 
     def check(self, field: str, fmt: str | None, width: int, height: int, size_bytes: int | None) -> None:
         """
@@ -141,57 +214,70 @@ class ImageRules:
 
     def check_format(self, field: str, fmt: str | None) -> None:
         """Refuse a format the model does not take (GIF, WEBP...)."""
-        if fmt not in self.formats:
+        if self.formats is not None and fmt not in self.formats:
             allowed = " or ".join(sorted(self.formats))
             raise RunComfyInputError(
                 field, f"{fmt or 'this format'} is not accepted by {self.model} ({allowed} only)"
             )
 
     def check_size(self, field: str, size_bytes: int) -> None:
-        """Refuse a file over the size limit; usable as soon as ``Content-Length`` is known."""
-        if size_bytes <= self.largest_file:
+        """Refuse a file outside the size limits; usable as soon as ``Content-Length`` is known."""
+        bound = self.file_bytes.breaks(size_bytes)
+        if bound is None:
             return
-        shown = _describe_size(size_bytes, self.max_bytes)
-        if self.max_bytes_inclusive:
-            rule = f"{shown} is larger than the {self.describe_max_bytes()} that {self.model} accepts"
+        limit = int(bound.value)
+        shown = _describe_size(size_bytes, limit)
+        if bound is self.file_bytes.high:
+            if bound.inclusive:
+                rule = f"{shown} is larger than the {_describe_bytes(limit)} that {self.model} accepts"
+            else:
+                rule = f"{shown} is too large: {self.model} accepts files under {_describe_bytes(limit)}"
         else:
-            rule = f"{shown} is too large: {self.model} accepts files under {self.describe_max_bytes()}"
-        raise RunComfyInputError(field, rule)
+            least = "of at least" if bound.inclusive else "over"
+            rule = f"{shown} is too small: {self.model} accepts files {least} {_describe_bytes(limit)}"
+        raise RunComfyInputError(field, _with_note(rule, bound))
 
     def check_dimensions(self, field: str, width: int, height: int) -> None:
-        """Refuse sides over ``max_side`` or not over ``min_side_exclusive``, then a bad aspect ratio."""
+        """Refuse sides over their upper limits, an empty image, sides under their lower ones, a bad ratio."""
         px = f"{width}x{height} px"
-        if width > self.max_side:
-            raise RunComfyInputError(
-                field, f"{px} is wider than the {self.max_side} px that {self.model} accepts"
-            )
-        if height > self.max_side:
-            raise RunComfyInputError(
-                field, f"{px} is taller than the {self.max_side} px that {self.model} accepts"
-            )
+        for side, value, too, name in (
+            ("width", width, "wider", "wide"),
+            ("height", height, "taller", "tall"),
+        ):
+            high = getattr(self, side).high
+            if high is not None and not high.admits_as_high(value):
+                limit = _ratio(high.value)
+                rule = (
+                    f"{px} is {too} than the {limit} px that {self.model} accepts"
+                    if high.inclusive
+                    else f"{px} is too {name}: {self.model} needs the {side} to be less than {limit} px"
+                )
+                raise RunComfyInputError(field, _with_note(rule, high))
         if width <= 0 or height <= 0:
             raise RunComfyInputError(field, f"{px} has no pixels")
-        if min(width, height) <= self.min_side_exclusive:
-            side = "narrow" if width <= height else "short"
-            raise RunComfyInputError(
-                field,
-                f"{px} is too {side}: {self.model} needs each side to be more than "
-                f"{self.min_side_exclusive} px",
-            )
+        for side, value, name in (("width", width, "narrow"), ("height", height, "short")):
+            low = getattr(self, side).low
+            if low is not None and not low.admits_as_low(value):
+                least = "at least" if low.inclusive else "more than"
+                rule = (
+                    f"{px} is too {name}: {self.model} needs the {side} to be {least} {_ratio(low.value)} px"
+                )
+                raise RunComfyInputError(field, _with_note(rule, low))
         ratio = Fraction(width, height)
-        low, high = self.min_ratio, self.max_ratio
-        inside = low <= ratio <= high if self.ratio_inclusive else low < ratio < high
-        if not inside:
-            bounds = (
-                f"within [{_ratio(low)}, {_ratio(high)}]"
-                if self.ratio_inclusive
-                else f"strictly between {_ratio(low)} and {_ratio(high)}"
-            )
+        bound = self.ratio.breaks(ratio)
+        if bound is not None:
             raise RunComfyInputError(
                 field,
-                f"{px} has an aspect ratio (width/height) of {_show_ratio(ratio, low, high)}; "
-                f"{self.model} needs it {bounds}",
+                _with_note(
+                    f"{px} has an aspect ratio (width/height) of {_show_ratio(ratio, self.ratio)}; "
+                    f"{self.model} needs it {self.ratio.describe(_ratio)}",
+                    bound,
+                ),
             )
+
+
+def _describe_bytes(limit: int) -> str:
+    return f"{limit / MB:g} MB ({limit:,} bytes)"
 
 
 def _describe_size(size_bytes: int, limit: int) -> str:
@@ -204,9 +290,6 @@ def _describe_size(size_bytes: int, limit: int) -> str:
 
 
 # -- field checks -----------------------------------------------------------------------------------
-
-#: A field check: takes the field's name and value, returns the value to send or raises.
-Check = Callable[[str, Any], Any]
 
 
 def check_url(field: str, value: Any) -> str:
@@ -223,79 +306,6 @@ def check_url(field: str, value: Any) -> str:
             field, f"must be an http(s) URL that RunComfy can fetch, got {_shorten(value)}"
         )
     return value
-
-
-def check_prompt(field: str, value: Any) -> str:
-    """A non-blank string of at most :data:`MAX_PROMPT_CHARS` characters."""
-    if not isinstance(value, str):
-        raise RunComfyInputError(field, f"must be a string, got {_shorten(value)} ({_type_name(value)})")
-    if not value.strip():
-        raise RunComfyInputError(field, "must not be empty")
-    if len(value) > MAX_PROMPT_CHARS:
-        raise RunComfyInputError(
-            field, f"is {len(value)} characters long; at most {MAX_PROMPT_CHARS} are accepted"
-        )
-    return value
-
-
-def check_bool(field: str, value: Any) -> bool:
-    """A real ``bool``: the string ``"false"`` is truthy, so it is refused rather than guessed."""
-    if not isinstance(value, bool):
-        raise RunComfyInputError(
-            field, f"must be true or false (a bool), got {_shorten(value)} ({_type_name(value)})"
-        )
-    return value
-
-
-def number_between(low: float, high: float) -> Check:
-    """A check for an int or float (not a bool) within ``[low, high]``."""
-
-    def check(field: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RunComfyInputError(field, f"must be a number, got {_shorten(value)} ({_type_name(value)})")
-        if not math.isfinite(value) or not low <= value <= high:
-            raise RunComfyInputError(field, f"must be between {low:g} and {high:g}, got {value!r}")
-        return value
-
-    return check
-
-
-def int_between(low: int, high: int) -> Check:
-    """A check for an int (not a bool) within ``[low, high]``."""
-
-    def check(field: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RunComfyInputError(
-                field, f"must be an integer, got {_shorten(value)} ({_type_name(value)})"
-            )
-        if not low <= value <= high:
-            raise RunComfyInputError(field, f"must be between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
-def one_of_ints(allowed: Mapping[int, str]) -> Check:
-    """A check for an int (not a bool) among ``allowed`` (value -> meaning, for the message)."""
-    choices = " or ".join(f"{value} ({meaning})" for value, meaning in allowed.items())
-
-    def check(field: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RunComfyInputError(
-                field, f"must be an integer, {choices}; got {_shorten(value)} ({_type_name(value)})"
-            )
-        if value not in allowed:
-            raise RunComfyInputError(field, f"must be {choices}, got {value}")
-        return value
-
-    return check
-
-
-def check_size_label(field: str, value: Any) -> str:
-    """One of :data:`EDIT_SIZES`; a bare ``2048x2048`` is turned into its documented label."""
-    if not isinstance(value, str):
-        raise RunComfyInputError(field, f"must be a string, got {_shorten(value)} ({_type_name(value)})")
-    return _normalize_size(field, value)
 
 
 def normalize_size(size: str) -> str:
@@ -322,7 +332,9 @@ _SIZES_BY_KEY: dict[str, str] = {
 }
 
 
-def _normalize_size(field: str, value: str) -> str:
+def _normalize_size(field: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # the schema's type check names the field
     label = _SIZES_BY_KEY.get(_size_key(value))
     if label is None:
         raise RunComfyInputError(
@@ -331,158 +343,61 @@ def _normalize_size(field: str, value: str) -> str:
     return label
 
 
-# -- model specs ------------------------------------------------------------------------------------
-
-
-def _near_miss_key(key: str) -> str:
-    # ``Prompt``, ``image-urls``, ``widthxheight`` and ``width x height`` all collapse onto the
-    # documented key they were probably meant to be.
-    return re.sub(r"[^a-z0-9]", "", key.lower().replace("\u00d7", "x"))
+# -- what the documented models' pages say that their schemas cannot --------------------------------
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class DocumentedExtras:
     """
-    The documented input fields of one RunComfy model.
+    The few rules of a documented model's page that RunComfy's schema form has no words for.
 
-    :param model_id: RunComfy's model id.
+    They are applied by the same interpreter as the schema (:mod:`airflow_provider_runcomfy.schema`),
+    as small explicit additions rather than a second validator:
+
     :param label: the model's name in messages.
-    :param image_rules: the limits of its input images.
-    :param min_images: the fewest ``image_urls``.
-    :param max_images: the most ``image_urls``.
-    :param options: the optional documented fields, each with its check.
+    :param image_formats: "JPEG or PNG only": the schema form has no rule for formats.
+    :param non_blank: required text fields that must hold more than spaces (a blank prompt would run
+        a paid job on nothing).
+    :param normalizers: ``(field, function)``: fix what the user clearly meant before checking, e.g. a
+        bare ``2048x2048`` becomes the documented label ``2048x2048(1:1)``.
     """
 
-    model_id: str
     label: str
-    image_rules: ImageRules
-    min_images: int
-    max_images: int
-    options: tuple[tuple[str, Check], ...] = field(default=())
-
-    #: The field holding the input image URLs (the same name for both models).
-    image_field = "image_urls"
-    #: The field holding the prompt.
-    prompt_field = "prompt"
-
-    @property
-    def documented_fields(self) -> tuple[str, ...]:
-        """Every field the model's page documents."""
-        return (self.image_field, self.prompt_field, *(name for name, _ in self.options))
-
-    def validate(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """
-        Check every documented field rule and return the inputs to send.
-
-        Valid inputs come back unchanged, with two exceptions that only make them say what the user
-        meant: a bare size (``"2048x2048"``) becomes its documented label, and an optional field set
-        to ``None`` is left out so the model's default applies. Unknown keys are kept.
-
-        :raises RunComfyInputError: naming the first field that breaks a rule.
-        """
-        self._refuse_near_misses(inputs)
-        result = dict(inputs)
-        result[self.image_field] = self._check_images(inputs.get(self.image_field))
-        if inputs.get(self.prompt_field) is None:
-            raise RunComfyInputError(
-                self.prompt_field, f"is required (a text of at most {MAX_PROMPT_CHARS} characters)"
-            )
-        result[self.prompt_field] = check_prompt(self.prompt_field, inputs[self.prompt_field])
-        for name, check in self.options:
-            if name not in inputs:
-                continue
-            if inputs[name] is None:
-                del result[name]
-            else:
-                result[name] = check(name, inputs[name])
-        return result
-
-    def image_urls(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
-        """The ``(field[index], url)`` pairs of the input images, for the image checks."""
-        urls = inputs.get(self.image_field)
-        if not isinstance(urls, list | tuple):
-            return []
-        return [(f"{self.image_field}[{i}]", url) for i, url in enumerate(urls) if isinstance(url, str)]
-
-    def _refuse_near_misses(self, inputs: Mapping[str, Any]) -> None:
-        documented = {_near_miss_key(name): name for name in self.documented_fields}
-        for key in inputs:
-            meant = documented.get(_near_miss_key(key))
-            if meant is not None and meant != key:
-                hint = " (with the × sign, U+00D7)" if meant == SIZE_FIELD else ""
-                raise RunComfyInputError(
-                    key,
-                    f"is not a field of {self.label}; did you mean {meant!r}{hint}? RunComfy would "
-                    "likely ignore it and run with the default",
-                )
-
-    def _check_images(self, value: Any) -> list[str]:
-        name = self.image_field
-        count = (
-            f"exactly {self.min_images} image URL"
-            if self.min_images == self.max_images
-            else f"{self.min_images} to {self.max_images} image URLs"
-        )
-        if value is None:
-            raise RunComfyInputError(name, f"is required: a list of {count}")
-        if not isinstance(value, list | tuple):
-            raise RunComfyInputError(
-                name, f"must be a list of {count}, got {_shorten(value)} ({_type_name(value)})"
-            )
-        if not self.min_images <= len(value) <= self.max_images:
-            raise RunComfyInputError(name, f"{self.label} takes {count}, got {len(value)}")
-        return [check_url(f"{name}[{i}]", url) for i, url in enumerate(value)]
+    image_formats: frozenset[str] = frozenset({"JPEG", "PNG"})
+    non_blank: tuple[str, ...] = ("prompt",)
+    normalizers: tuple[tuple[str, Callable[[str, Any], Any]], ...] = field(default=())
 
 
-EDIT_SPEC = ModelSpec(
-    model_id=EDIT_MODEL_ID,
-    label="Dreamina 4.0 edit",
-    image_rules=ImageRules(
-        model="Dreamina 4.0 edit",
-        max_bytes=15 * MB,
-        max_bytes_inclusive=True,
-        min_ratio=Fraction(1, 3),
-        max_ratio=Fraction(3),
-        ratio_inclusive=True,
-    ),
-    min_images=1,
-    max_images=10,
-    options=(
-        (SIZE_FIELD, check_size_label),
-        ("scale", number_between(0, 1)),
-        ("force_single", check_bool),
-    ),
-)
-
-VIDEO_SPEC = ModelSpec(
-    model_id=VIDEO_MODEL_ID,
-    label="Dreamina 3.0 Pro image to video",
-    image_rules=ImageRules(
-        model="Dreamina 3.0 Pro image to video",
-        max_bytes=4_700_000,
-        max_bytes_inclusive=False,
-        min_side_exclusive=320,
-        min_ratio=Fraction(33, 100),
-        max_ratio=Fraction(3),
-        ratio_inclusive=False,
-    ),
-    min_images=1,
-    max_images=1,
-    options=(
-        ("seed", int_between(*SEED_RANGE)),
-        ("frames", one_of_ints({121: "about 5 s", 241: "about 10 s"})),
-    ),
-)
-
-#: The models whose documented rules are checked, by model id.
-MODELS: dict[str, ModelSpec] = {spec.model_id: spec for spec in (EDIT_SPEC, VIDEO_SPEC)}
+#: The extras of the two documented models, by model id; their schemas ship as package data.
+DOCUMENTED_EXTRAS: dict[str, DocumentedExtras] = {
+    EDIT_MODEL_ID: DocumentedExtras(label="Dreamina 4.0 edit", normalizers=((SIZE_FIELD, _normalize_size),)),
+    VIDEO_MODEL_ID: DocumentedExtras(label="Dreamina 3.0 Pro image to video"),
+}
 
 
-def spec_for(model_id: str) -> ModelSpec | None:
-    """The spec of a known model (surrounding slashes ignored, as the hook does), else ``None``."""
+def spec_for(model_id: Any) -> ModelSchema | None:
+    """
+    The shipped schema of a documented model (surrounding slashes ignored, as the hook does), else ``None``.
+
+    The interpreter is imported here, not at module level: DAG files import this module.
+    """
     if not isinstance(model_id, str):
         return None
-    return MODELS.get(model_id.strip("/"))
+    from airflow_provider_runcomfy.schema import bundled_spec
+
+    return bundled_spec(model_id.strip("/"))
+
+
+def __getattr__(name: str) -> Any:
+    # ``EDIT_SPEC``, ``VIDEO_SPEC`` and ``MODELS`` are read from the schema files on first use, so a
+    # DAG file that imports this module does not load the interpreter.
+    if name == "EDIT_SPEC":
+        return spec_for(EDIT_MODEL_ID)
+    if name == "VIDEO_SPEC":
+        return spec_for(VIDEO_MODEL_ID)
+    if name == "MODELS":
+        return {model_id: spec_for(model_id) for model_id in DOCUMENTED_EXTRAS}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- entry points -----------------------------------------------------------------------------------
@@ -518,13 +433,14 @@ def _check_json(inputs: Mapping[str, Any]) -> None:
             raise RunComfyInputError(key, f"must be JSON-serializable: {err}") from None
 
 
-def validate_inputs(model_id: str, inputs: Any) -> dict[str, Any]:
+def validate_inputs(model_id: str, inputs: Any, schema: ModelSchema | None = None) -> dict[str, Any]:
     """
     Check a job's inputs before it is submitted, and return the inputs to send.
 
     Every model: ``model_id`` must look like a model id, ``inputs`` must be a mapping with string
-    keys and JSON values. Known models (:data:`MODELS`) are then checked against their documented
-    field rules; other models go through as they are, since their rules are not known here.
+    keys and JSON values. Then the model's schema is applied: ``schema`` when given (the catalog's,
+    or the user's), else the shipped schema of a documented model; a model without either goes
+    through as it is, since its rules are not known here.
 
     :raises RunComfyInputError: naming the field that breaks a rule.
     """
@@ -536,15 +452,16 @@ def validate_inputs(model_id: str, inputs: Any) -> dict[str, Any]:
     for key in inputs:
         if not isinstance(key, str) or not key:
             raise RunComfyInputError("inputs", f"field names must be non-empty strings, got {key!r}")
-    spec = spec_for(model_id)
-    result = spec.validate(inputs) if spec is not None else dict(inputs)
+    if schema is None:
+        schema = spec_for(model_id)
+    result = schema.validate(inputs) if schema else dict(inputs)
     _check_json(result)
     return result
 
 
 def image_inputs(model_id: str, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The ``(field[index], url)`` pairs to probe before a submit; empty for an unknown model."""
+    """The ``(field[index], url)`` pairs of a documented model's input images; empty for other models."""
     spec = spec_for(model_id)
     if spec is None or not isinstance(inputs, Mapping):
         return []
-    return spec.image_urls(inputs)
+    return [pair for _, pairs in spec.image_groups(inputs) for pair in pairs]

@@ -27,8 +27,19 @@ TARGETS = {
     ],
     "http": ["airflow.providers.http.operators.http"],
 }
-#: Packages a DAG file should not pay for: the image library, the emulator, the HTTP stacks.
-WATCHED = ["PIL", "PIL.Image", "airflow_provider_runcomfy.emulator", "httpx", "h11", "aiohttp", "requests"]
+#: Packages a DAG file should not pay for: the image library, the emulator, the schema interpreter and
+#: jsonschema (used only when a task runs), the HTTP stacks.
+WATCHED = [
+    "PIL",
+    "PIL.Image",
+    "airflow_provider_runcomfy.emulator",
+    "airflow_provider_runcomfy.schema",
+    "jsonschema",
+    "httpx",
+    "h11",
+    "aiohttp",
+    "requests",
+]
 
 _PROBE = r"""
 import json, sys, time

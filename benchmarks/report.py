@@ -183,7 +183,9 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
     if parse:
         ours, peer = parse["runcomfy"], parse["http"]
         section = "2. DAG parse, on top of `import airflow.sdk` (fresh processes, median)"
-        heavy = [m for m in ours["loaded"] if m.split(".")[0] in ("PIL", "airflow_provider_runcomfy")]
+        heavy = [
+            m for m in ours["loaded"] if m.split(".")[0] in ("PIL", "airflow_provider_runcomfy", "jsonschema")
+        ]
         out += [
             _compare(
                 section,
@@ -208,7 +210,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 ", ".join(ours["loaded"]) or "none",
                 ", ".join(peer["loaded"]) or "none",
                 "-",
-                "no Pillow, no emulator",
+                "no Pillow, emulator, schema interpreter or jsonschema",
                 not heavy,
             ),
         ]
@@ -436,11 +438,13 @@ checked by reading this table.
 2. **DAG parse cost** (`benchmarks/parse_cost.py`): fresh interpreters import `airflow.sdk`, then the
    provider's operator and sensor modules (peer: `airflow.providers.http.operators.http`), with
    compiled bytecode as in any deployment; the added import time and RSS are medians over alternating
-   samples, and the listed modules are the heavy ones the import pulled in.
+   samples, and the listed modules are the heavy ones the import pulled in (the schema interpreter and
+   jsonschema are watched too: they load only when a task runs).
 3. **Worker slot** (`benchmarks/worker_slot.py`): a deferrable `RunComfyImageEditOperator` with 10
    images (five 4032x3024 JPEGs of 4 MB, five 2048x2048 PNGs of 6 MB) runs `execute()` until
-   `TaskDeferred` (checks, header probes, submit, the status check before deferring), in fresh
-   processes that have imported the operator module like a task process, so lazy imports are counted;
+   `TaskDeferred` (the catalog read, the schema check, the cost estimate, header probes, submit, the
+   status check before deferring), in fresh processes that have imported the operator module like a
+   task process, so lazy imports are counted;
    the peer downloads every image in full, opens it with Pillow, submits and checks the status. The
    real-process row reuses `AirflowStack` and `EmulatorProcess` of `tests/test_real_processes.py`:
    four mapped 15 s edits with one worker slot, deferrable against waiting in the worker; run = the

@@ -3,12 +3,14 @@ Part 3, worker-slot time: how long a deferrable edit holds its worker slot, and 
 
 ``pre-deferral``: a deferrable ``RunComfyImageEditOperator`` with 10 input images (five 4032x3024
 JPEGs of 4 MB, five 2048x2048 PNGs of 6 MB, served by the emulator) runs ``execute()`` until it
-raises ``TaskDeferred``: field checks, the header probes of the 10 images, the paid submit, the status
-check before deferring. Each sample is a fresh process that has imported the operator module (as a
-task process has, after parsing its DAG file), so the lazy imports of the hook, httpx and Pillow are
-counted ("cold"); a few more runs in the same process give the "warm" figure. The peer, in the same
-processes: the naive pre-flight a DAG author would write, downloading each image in full and opening
-it with Pillow, then the same submit and status check.
+raises ``TaskDeferred``: the catalog read (schema and price), the schema check of the fields (which
+imports jsonschema and the interpreter in a new process), the cost estimate, the header probes of the
+10 images, the paid submit, the status check before deferring. Each sample is a fresh process that
+has imported the operator module (as a task process has, after parsing its DAG file), so the lazy
+imports of the hook, httpx, Pillow, jsonschema and the interpreter are counted ("cold"); a few more
+runs in the same process give the "warm" figure (the catalog answer is cached per process then). The
+peer, in the same processes: the naive pre-flight a DAG author would write, downloading each image in
+full and opening it with Pillow, then the same submit and status check.
 
 ``real processes``: the fan-out of ``tests/test_real_processes.py`` (four mapped edits of 15 s jobs,
 one worker slot, a real scheduler, triggerer, DAG processor and API server), deferrable against the

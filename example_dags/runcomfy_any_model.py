@@ -1,10 +1,10 @@
 """
 Run any RunComfy model by its id, with its JSON inputs as RunComfy documents them.
 
-``RunComfyModelOperator`` is what the Dreamina operators are built on. Known models (the two Dreamina
-models) still have their inputs checked before anything is paid for; any other model's inputs are sent
-as given, after a check that they are a JSON object. Inputs are templated, so they can come from
-params or XCom.
+``RunComfyModelOperator`` is what the Dreamina operators are built on. Every model's inputs are checked
+against its input schema from RunComfy's catalog before anything is paid for (the two Dreamina models'
+schemas also ship with the provider); a model whose schema cannot be found is sent unchecked with a
+warning, unless ``strict_schema=True``. Inputs are templated, so they can come from params or XCom.
 """
 
 from __future__ import annotations

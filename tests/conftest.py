@@ -71,6 +71,10 @@ def emu(
     emulator.failure_message = None  # type: ignore[attr-defined]
     emulator.result_ttl_seconds = None  # type: ignore[attr-defined]
     emulator.balance = None  # type: ignore[attr-defined]
+    emulator.catalog_available = True  # type: ignore[attr-defined]
+    from airflow_provider_runcomfy.catalog import CATALOG_CACHE
+
+    CATALOG_CACHE.clear()  # every test sees the emulator's catalog as it is now
     monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emulator.base_url))  # type: ignore[attr-defined]
     yield emulator
     emulator.clear_faults()  # type: ignore[attr-defined]

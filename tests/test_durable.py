@@ -122,7 +122,9 @@ def retry_returns_the_earlier_job(emu: Any, request_id: str) -> FakeTI:
 @pytest.mark.parametrize("emu", ["documented", "completed-results", "live"], indirect=True)
 def test_a_succeeded_job_of_an_earlier_try_is_returned_without_submitting(emu: Any) -> None:
     request_id = finished_job(emu)
-    retry_returns_the_earlier_job(emu, request_id)
+    ti = retry_returns_the_earlier_job(emu, request_id)
+    assert ti.xcom["result"]["cost_usd"] > 0, "the earlier try's job reports its cost too"
+    assert ti.xcom["cost_estimate"]["usd"] is not None
 
 
 @needs_33

@@ -162,16 +162,16 @@ def test_without_openlineage_nothing_of_it_is_imported() -> None:
 
 
 class _TI:
-    """A task instance as the listener hands it over: its own ``result`` XCom is all lineage reads."""
+    """A task instance as the listener hands it over: its own ``result`` and ``cost_estimate`` XComs."""
 
     task_id, map_index = "edit", -1
 
-    def __init__(self, result: dict[str, Any] | None) -> None:
-        self.result = result
+    def __init__(self, result: dict[str, Any] | None, estimate: dict[str, Any] | None = None) -> None:
+        self.xcom = {"result": result, "cost_estimate": estimate}
 
     def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
-        assert (task_ids, key, map_indexes) == ("edit", "result", -1)
-        return self.result
+        assert (task_ids, map_indexes) == ("edit", -1)
+        return self.xcom[key]
 
 
 @needs_openlineage
@@ -194,6 +194,10 @@ def test_cost_is_reported_when_the_result_carries_it() -> None:
 
     without = op.get_openlineage_facets_on_complete(_TI({**result, "cost_usd": None, "cost_estimate": None}))
     assert without.run_facets["runcomfy"].cost_usd is None
+    # The estimate the operator pushed before its submit (its own XCom key) is reported too.
+    estimate = {"usd": 0.03, "price_unit": "output", "basis": "1 output x $0.03/output"}
+    pushed = op.get_openlineage_facets_on_complete(_TI({**result, "cost_estimate": None}, estimate))
+    assert pushed.run_facets["runcomfy"].cost_estimate == estimate
     # Submitted without waiting: no result, no outputs, but still the inputs it read.
     bare = op.get_openlineage_facets_on_complete(_TI(None))
     assert bare.outputs == []

@@ -85,6 +85,7 @@ def test_submit_then_sensor(emu: Any, dags: dict[str, Any]) -> None:
     assert result["request_id"] == request_id
     assert result["model_id"] is None
     assert result["urls"] == urls
+    assert result["cost_usd"] == pytest.approx(0.03), "the sensor reads the reported cost too"
 
 
 def test_any_model_operator(emu: Any, dags: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+from .catalog import DEMO_IMAGE_MODEL, DEMO_VIDEO_MODEL, CatalogEntry
 from .control import EmulatorControl
 from .dialect import PRESETS as DIALECTS
 from .dialect import Dialect
@@ -32,12 +33,15 @@ from .runner import RunComfyEmulator
 from .server import EmulatorConfig, EmulatorServer
 
 __all__ = [
+    "DEMO_IMAGE_MODEL",
+    "DEMO_VIDEO_MODEL",
     "DIALECTS",
     "ECHO_MODEL",
     "EDIT_MODEL",
     "MODELS",
     "SIZE_FIELD",
     "VIDEO_MODEL",
+    "CatalogEntry",
     "Dialect",
     "EmulatorConfig",
     "EmulatorControl",

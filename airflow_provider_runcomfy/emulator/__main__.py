@@ -28,6 +28,7 @@ import shlex
 import signal
 import sys
 
+from .catalog import AddedModel
 from .dialect import PRESETS, dialect_named
 from .media import sample_names
 from .records import Fault
@@ -89,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests the request log keeps (the newest N; default 200000)",
     )
     p.add_argument(
+        "--no-catalog", action="store_true", help="make GET /v1/models... answer 503 (catalog unavailable)"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='serve one more model: \'{"model_id": "me/m", "input_schema": {...}, "base_price_usd": 0.01}\'',
+    )
+    p.add_argument(
         "--dialect",
         default="documented",
         metavar="NAME",
@@ -124,6 +135,7 @@ async def _main(args: argparse.Namespace) -> int:
             "failure_message": args.fail_with,
             "result_ttl_seconds": args.result_ttl,
             "balance": args.balance,
+            "catalog_available": not args.no_catalog,
             "dialect": args.dialect,
         }
     )
@@ -141,6 +153,8 @@ async def _main(args: argparse.Namespace) -> int:
     )
     for raw in args.fault:
         server.faults.add(Fault.from_dict(json.loads(raw)))
+    for raw in args.model:
+        server.catalog.add(AddedModel.from_dict(json.loads(raw)).entry())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -173,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for raw in args.fault:
             Fault.from_dict(json.loads(raw))
-    except ValueError as exc:
-        print(f"bad --fault: {exc}", file=sys.stderr)
+        for raw in args.model:
+            AddedModel.from_dict(json.loads(raw)).entry()
+    except (ValueError, TypeError) as exc:
+        print(f"bad --fault or --model: {exc}", file=sys.stderr)
         return 2
     try:
         dialect_named(args.dialect)

@@ -57,7 +57,7 @@ class EmulatorControl:
     def configure(self, **knobs: Any) -> dict[str, Any]:
         """
         Set knobs (queue_seconds, run_seconds, failure_message, result_ttl_seconds,
-        balance, dialect).
+        balance, dialect, catalog_available).
         """
         result: dict[str, Any] = self._call("POST", "config", knobs)
         return result
@@ -65,4 +65,9 @@ class EmulatorControl:
     def jobs(self) -> list[dict[str, Any]]:
         """Every job the emulator knows (see ``RunComfyEmulator.jobs``)."""
         result: list[dict[str, Any]] = self._call("GET", "jobs")
+        return result
+
+    def add_model(self, model: dict[str, Any]) -> dict[str, Any]:
+        """Serve one more model: ``{"model_id", "input_schema", "base_price_usd"?, "price_unit"?, ...}``."""
+        result: dict[str, Any] = self._call("POST", "models", model)
         return result

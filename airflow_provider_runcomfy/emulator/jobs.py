@@ -125,7 +125,7 @@ class JobFailure(Exception):
     """The job ends ``failed`` with this text as its ``error``."""
 
 
-def fetch_input(url: str, index: int, limit: int) -> bytes:
+def fetch_input(url: str, index: int, limit: int, field_name: str | None = None) -> bytes:
     """GET one input URL like the real service: plain request, no auth header, no cookies, a timeout.
 
     Reads at most ``limit`` bytes (one more than the model allows, so a too-big file is detected
@@ -134,7 +134,7 @@ def fetch_input(url: str, index: int, limit: int) -> bytes:
     """
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, method="GET", headers={"User-Agent": FETCH_USER_AGENT})
-    field_name = f"image_urls[{index}]"
+    field_name = field_name or f"image_urls[{index}]"
     try:
         with opener.open(request, timeout=FETCH_TIMEOUT) as resp:
             data: bytes = resp.read(limit)
@@ -154,6 +154,8 @@ def run_job(
     Returns the files and the output object with file *names* (the server turns them into URLs).
     Raises ``JobFailure`` with the error text of a failed job.
     """
+    if spec.entry is not None:
+        return run_catalog_job(spec.entry, params, max_side)
     images: list[bytes] = []
     if spec.image_rules is not None:
         for i, url in enumerate(params["image_urls"]):
@@ -184,3 +186,42 @@ def run_job(
         return [OutputFile("image.png", "image/png", image)], {"image": "image.png"}
     except (OSError, ValueError) as exc:  # an image Pillow identified but cannot decode
         raise JobFailure(f"image_urls: could not decode an input image: {exc}") from exc
+
+
+def run_catalog_job(
+    entry: Any, params: dict[str, Any], max_side: int
+) -> tuple[list[OutputFile], dict[str, Any]]:
+    """A job of a model known only from the catalog: fetch and check its images, then make outputs.
+
+    Images are checked against their field's ``validations`` (the service checks media when it runs);
+    the outputs are the first input image with the prompt drawn on it (one per output the inputs ask
+    for), or a video of it for a video model.
+    """
+    from .catalog import check_image, media_inputs
+
+    images: list[bytes] = []
+    for index, (name, url, validations) in enumerate(media_inputs(entry.input_schema, params)):
+        data = fetch_input(url, index, 64 * 1024 * 1024, name)
+        try:
+            check_image(data, name, validations)
+        except ImageRuleError as exc:
+            raise JobFailure(str(exc)) from exc
+        images.append(data)
+    prompt = str(params.get("prompt", ""))
+    try:
+        source = images[0] if images else media.make_echo_output(params)
+        if entry.makes_video:
+            video = media.make_video_output(source, prompt, max_side=min(640, max_side))
+            return [OutputFile("video.avi", media.VIDEO_CONTENT_TYPE, video)], {"video": "video.avi"}
+        count = entry.output_count(params)
+        files = [
+            OutputFile(
+                f"image_{i}.png", "image/png", media.make_edit_output(source, prompt, i, count, max_side)
+            )
+            for i in range(count)
+        ]
+    except (OSError, ValueError) as exc:
+        raise JobFailure(f"could not decode an input image: {exc}") from exc
+    if count == 1:
+        return files, {"image": files[0].name}
+    return files, {"images": [f.name for f in files]}

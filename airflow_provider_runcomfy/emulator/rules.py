@@ -170,6 +170,8 @@ class ModelSpec:
     image_rules: ImageRules | None
     #: Price of a successful run in USD, from the validated inputs (made up: not documented).
     cost: Callable[[dict[str, Any]], float]
+    #: The catalog entry of a model known only from the catalog (``emulator.catalog.CatalogEntry``).
+    entry: Any = None
 
 
 def _type_name(value: Any) -> str:

@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from .catalog import AddedModel
 from .media import sample_names as _sample_names
 from .server import EmulatorConfig, EmulatorServer
 
@@ -344,3 +345,44 @@ class RunComfyEmulator:
     @dialect.setter
     def dialect(self, value: Dialect | str) -> None:
         self._config.update({"dialect": value})
+
+    # ------------------------------------------------------------------ the model catalog
+
+    @property
+    def catalog_available(self) -> bool:
+        """Whether ``GET /v1/models...`` answers; ``False`` makes it answer 503 (submits still work)."""
+        return self._config.catalog_available
+
+    @catalog_available.setter
+    def catalog_available(self, value: bool) -> None:
+        self._config.update({"catalog_available": value})
+
+    def add_model(
+        self,
+        model_id: str,
+        input_schema: dict[str, Any],
+        *,
+        base_price_usd: float = 0.01,
+        price_unit: str = "output",
+        display_name: str | None = None,
+        categories: Iterable[str] = ("text-to-image",),
+    ) -> None:
+        """Serve one more model in the catalog, with a schema of RunComfy's form, and accept its submits.
+
+        Its submits are checked against ``input_schema`` and its images against the ``validations``
+        when the job runs; outputs are images (or a video when a category ends in ``video``). The
+        price is the emulator's own. Adding an existing id replaces it.
+        """
+        entry = AddedModel(
+            model_id=model_id,
+            input_schema=input_schema,
+            base_price_usd=base_price_usd,
+            price_unit=price_unit,
+            display_name=display_name,
+            categories=list(categories),
+        ).entry()
+        self._server.catalog.add(entry)
+
+    def remove_model(self, model_id: str) -> bool:
+        """Stop serving a model (builtin ones too); ``False`` when it was not served."""
+        return self._server.catalog.remove(model_id)

@@ -5,13 +5,16 @@ in ``runner.py`` wraps it in a daemon thread for synchronous tests, and ``__main
 process. Routes:
 
 - API (bearer token required): ``POST /v1/models/{model_id}``, ``GET /v1/requests/{id}/status``,
-  ``GET /v1/requests/{id}/result``, ``POST /v1/requests/{id}/cancel``.
+  ``GET /v1/requests/{id}/result`` (``?include_cost=true`` adds ``cost``), ``POST /v1/requests/{id}/cancel``;
+  the catalog ``GET /v1/models``, ``GET /v1/models/categories``, ``GET /v1/models/{model_id}``
+  (``catalog.py``; a model id has slashes, so ``GET`` vs ``POST`` on ``/v1/models/...`` tells a
+  catalog read from a submit).
 - Public content (no auth, like a CDN or an image host): ``/files/{id}/{name}`` (job outputs),
   ``/samples/{name}`` (demo inputs), ``/images/gen`` and ``/images/notimage`` (test images),
   ``/blobs/{size}`` (large downloads).
 - ``GET /``: an index of these routes, the sample URLs and the knobs (``index.py``).
 - Controls (no auth, never logged or faulted): ``/_emulator/health``, ``/_emulator/requests``,
-  ``/_emulator/faults``, ``/_emulator/config``, ``/_emulator/jobs``.
+  ``/_emulator/faults``, ``/_emulator/config``, ``/_emulator/jobs``, ``/_emulator/models``.
 
 How answers are worded (the documented contract, or the wider vocabulary of the live service that
 RunComfy's own clients accept) is the server's :class:`~.dialect.Dialect` (``config.dialect``), or a
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import media
+from .catalog import AddedModel, Catalog
 from .dialect import Dialect, as_dialect
 from .index import index_response
 from .jobs import (
@@ -80,6 +84,7 @@ class EmulatorConfig:
 
     ``balance`` is how many more submits the account can pay for (``None``: unlimited); every
     accepted submit uses one, and at 0 a submit answers 402 with error_code 400002.
+    ``catalog_available`` False makes the three catalog endpoints answer 503 (submits still work).
 
     ``dialect`` is the exception: it shapes every answer from the moment it is set (a preset name
     such as ``"live"``, names joined with ``+``, a ``Dialect``, or a dict of its flags).
@@ -90,6 +95,7 @@ class EmulatorConfig:
     failure_message: str | None = None
     result_ttl_seconds: float | None = None
     balance: int | None = None
+    catalog_available: bool = True
     dialect: Dialect = field(default_factory=Dialect)
 
     def update(self, data: dict[str, Any]) -> None:
@@ -117,6 +123,10 @@ class EmulatorConfig:
             elif key == "failure_message":
                 if value is not None and not isinstance(value, str):
                     raise ValueError(f"{key} must be a string or null")
+                checked[key] = value
+            elif key == "catalog_available":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key} must be true or false")
                 checked[key] = value
             else:  # balance
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -235,6 +245,7 @@ class EmulatorServer:
         self.verbose = verbose
         self.faults = FaultBook(fault_seed)
         self.log = RequestLog(log_maxlen)
+        self.catalog = Catalog()
         self._public_url = public_url.rstrip("/") if public_url else None
         self._workers = workers
         self._executor: ThreadPoolExecutor | None = None
@@ -465,9 +476,9 @@ class EmulatorServer:
                     "UserAccountError: invalid or expired API token",
                     [("WWW-Authenticate", "Bearer")],
                 )
+            if path.rstrip("/") == "/v1/models" or (path.startswith("/v1/models/") and method != "POST"):
+                return self._catalog(request)
             if path.startswith("/v1/models/"):
-                if method != "POST":
-                    return _method_not_allowed("POST")
                 return self._submit(request, ctx, path[len("/v1/models/") :].strip("/"), token, dialect)
             parts = path.split("/")
             if len(parts) == 5 and parts[2] == "requests" and parts[3]:
@@ -504,8 +515,28 @@ class EmulatorServer:
 
     # ------------------------------------------------------------------ API
 
+    def _catalog(self, request: Request) -> Response:
+        """The three catalog endpoints (read-only), or 503 when the catalog knob is off."""
+        if request.method != "GET":
+            return _method_not_allowed("GET")
+        if not self.config.catalog_available:
+            return json_response(503, {"error_message": "the model catalog is unavailable (emulator knob)"})
+        path = request.path.rstrip("/")
+        if path == "/v1/models":
+            try:
+                return json_response(200, self.catalog.page(request.query))
+            except ValueError as exc:
+                return json_response(400, {"error_message": f"bad catalog query: {exc}"})
+        if path == "/v1/models/categories":
+            return json_response(200, {"categories": self.catalog.categories()})
+        model_id = path[len("/v1/models/") :].strip("/")
+        entry = self.catalog.get(model_id)
+        if entry is None:
+            return _api_error(404, 400001, f"InvalidResourceIdentifier: unknown model_id {model_id!r}")
+        return json_response(200, entry.to_dict())
+
     def _submit(self, request: Request, ctx: _Ctx, model_id: str, token: str, dialect: Dialect) -> Response:
-        spec = MODELS.get(model_id)
+        spec = MODELS.get(model_id) or self.catalog.catalog_spec(model_id)
         if spec is None:
             return _api_error(400, 400001, f"InvalidResourceIdentifier: unknown model_id {model_id!r}")
         inputs = request.json()
@@ -787,6 +818,10 @@ class EmulatorServer:
                     return json_response(200, self.config.to_dict())
             if path == "/_emulator/jobs" and method == "GET":
                 return json_response(200, self.jobs_snapshot())
+            if path == "/_emulator/models" and method == "POST":
+                entry = AddedModel.from_dict(request.json()).entry()
+                self.catalog.add(entry)
+                return json_response(200, entry.to_dict())
         except (ValueError, TypeError) as exc:
             return json_response(400, {"error_message": str(exc)})
         return _not_found(request.path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -30,6 +30,7 @@ from airflow.providers.common.compat.connection import get_async_connection, get
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_provider_runcomfy import conn_fields, ui_field_behaviour
+from airflow_provider_runcomfy.catalog import CATALOG_CACHE, ModelInfo, ModelPage
 from airflow_provider_runcomfy.exceptions import (
     RunComfyApiError,
     RunComfyAuthError,
@@ -58,7 +59,7 @@ from airflow_provider_runcomfy.transport import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 DEFAULT_BASE_URL = "https://model-api.runcomfy.net"
 
@@ -164,6 +165,7 @@ class RunComfyHook(BaseHook):
     hook_name = "RunComfy"
 
     submit_path: ClassVar[str] = "/v1/models/{model_id}"
+    catalog_path: ClassVar[str] = "/v1/models"
     request_path: ClassVar[str] = "/v1/requests/{request_id}/{action}"
 
     def __init__(self, runcomfy_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -294,9 +296,14 @@ class RunComfyHook(BaseHook):
         """Return the body of ``GET /v1/requests/{id}/status`` (``status``, maybe ``queue_position``)."""
         return self._request(self._request_call("GET", request_id, "status"))
 
-    def get_result(self, request_id: str) -> dict[str, Any]:
-        """Return the body of ``GET /v1/requests/{id}/result`` (``status``, ``output`` when succeeded...)."""
-        return self._request(self._request_call("GET", request_id, "result"))
+    def get_result(self, request_id: str, include_cost: bool = True) -> dict[str, Any]:
+        """
+        Return the body of ``GET /v1/requests/{id}/result`` (``status``, ``output`` when succeeded...).
+
+        :param include_cost: ask for the job's ``cost`` too (``include_cost=true``, as RunComfy's own
+            clients do); RunComfy may leave it out, so callers treat it as optional.
+        """
+        return self._request(self._result_call(request_id, include_cost))
 
     def cancel(self, request_id: str) -> CancelOutcome:
         """
@@ -313,13 +320,75 @@ class RunComfyHook(BaseHook):
         """Async :meth:`get_status`."""
         return await self._arequest(self._request_call("GET", request_id, "status"))
 
-    async def aget_result(self, request_id: str) -> dict[str, Any]:
+    async def aget_result(self, request_id: str, include_cost: bool = True) -> dict[str, Any]:
         """Async :meth:`get_result`."""
-        return await self._arequest(self._request_call("GET", request_id, "result"))
+        return await self._arequest(self._result_call(request_id, include_cost))
 
     async def acancel(self, request_id: str) -> CancelOutcome:
         """Async :meth:`cancel`."""
         return self._cancel_outcome(await self._arequest(self._request_call("POST", request_id, "cancel")))
+
+    # -- the model catalog (read-only, free, cached per process) ----------------------------------
+
+    def get_model(self, model_id: str) -> ModelInfo:
+        """
+        Describe one model: ``GET /v1/models/{model_id}`` (name, categories, price, input schema).
+
+        Answers are cached per process for
+        :data:`~airflow_provider_runcomfy.catalog.CATALOG_TTL_SECONDS`, so a mapped fan-out asks once.
+        """
+        call = self._model_call(model_id)
+        return self._catalog(call, lambda body: _model_info(call, body, model_id))
+
+    def list_models(
+        self,
+        search: str | None = None,
+        category: str | None = None,
+        kind: str | None = None,
+        include_schema: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> ModelPage:
+        """
+        One page of the catalog: ``GET /v1/models?search=&category=&kind=&include_schema=&limit=&offset=``.
+
+        :param search: words to look for in model names.
+        :param category: e.g. ``image-to-image``.
+        :param kind: RunComfy's kind of entry (its own clients ask for ``model``).
+        :param include_schema: also return each model's input schema (a larger answer).
+        :param limit: the page size.
+        :param offset: how many matches to skip.
+        """
+        call = self._list_call(search, category, kind, include_schema, limit, offset)
+        return self._catalog(call, lambda body: _model_page(call, body))
+
+    def list_categories(self) -> list[str]:
+        """The catalog's categories: ``GET /v1/models/categories``."""
+        call = _Call(method="GET", path=f"{self.catalog_path}/categories", what="RunComfy model categories")
+        return self._catalog(call, lambda body: _categories(call, body))
+
+    async def aget_model(self, model_id: str) -> ModelInfo:
+        """Async :meth:`get_model`."""
+        call = self._model_call(model_id)
+        return await self._acatalog(call, lambda body: _model_info(call, body, model_id))
+
+    async def alist_models(
+        self,
+        search: str | None = None,
+        category: str | None = None,
+        kind: str | None = None,
+        include_schema: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> ModelPage:
+        """Async :meth:`list_models`."""
+        call = self._list_call(search, category, kind, include_schema, limit, offset)
+        return await self._acatalog(call, lambda body: _model_page(call, body))
+
+    async def alist_categories(self) -> list[str]:
+        """Async :meth:`list_categories`."""
+        call = _Call(method="GET", path=f"{self.catalog_path}/categories", what="RunComfy model categories")
+        return await self._acatalog(call, lambda body: _categories(call, body))
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -360,6 +429,61 @@ class RunComfyHook(BaseHook):
             path=self.request_path.format(request_id=quote(request_id.strip(), safe=""), action=action),
             what=f"RunComfy {action} of request {request_id}",
         )
+
+    def _result_call(self, request_id: str, include_cost: bool) -> _Call:
+        call = self._request_call("GET", request_id, "result")
+        return replace(call, params={"include_cost": "true"}) if include_cost else call
+
+    def _model_call(self, model_id: str) -> _Call:
+        if not isinstance(model_id, str) or not model_id.strip("/ "):
+            raise RunComfyBadRequestError(f"model_id must be a non-empty string, got {model_id!r}")
+        return _Call(
+            method="GET",
+            path=f"{self.catalog_path}/{quote(model_id.strip('/'), safe='/-_.~')}",
+            what=f"RunComfy catalog entry of model {model_id!r}",
+        )
+
+    def _list_call(
+        self,
+        search: str | None,
+        category: str | None,
+        kind: str | None,
+        include_schema: bool,
+        limit: int,
+        offset: int,
+    ) -> _Call:
+        params = {"limit": str(int(limit)), "offset": str(int(offset))}
+        for name, value in (("search", search), ("category", category), ("kind", kind)):
+            if value is not None and str(value).strip():
+                params[name] = str(value)
+        if include_schema:
+            params["include_schema"] = "true"
+        return _Call(method="GET", path=self.catalog_path, what="RunComfy model list", params=params)
+
+    def _catalog_key(self, settings: ApiSettings, call: _Call) -> tuple[Any, ...]:
+        # Per API origin and connection (a price may depend on the account), never the token itself.
+        return (
+            settings.base_url,
+            self.runcomfy_conn_id,
+            call.path,
+            tuple(sorted((call.params or {}).items())),
+        )
+
+    def _catalog(self, call: _Call, parse: Callable[[dict[str, Any]], Any]) -> Any:
+        key = self._catalog_key(self.settings, call)
+        found = CATALOG_CACHE.get(key)
+        if found is None:
+            found = parse(self._request(call))
+            CATALOG_CACHE.put(key, found)
+        return found
+
+    async def _acatalog(self, call: _Call, parse: Callable[[dict[str, Any]], Any]) -> Any:
+        key = self._catalog_key(await self.asettings(), call)
+        found = CATALOG_CACHE.get(key)
+        if found is None:
+            found = parse(await self._arequest(call))
+            CATALOG_CACHE.put(key, found)
+        return found
 
     def _request(self, call: _Call) -> dict[str, Any]:
         settings = self.settings
@@ -493,6 +617,38 @@ class RunComfyHook(BaseHook):
                 f"not_cancellable: {str(body)[:200]}"
             )
         return outcome
+
+
+def _model_info(call: _Call, body: dict[str, Any], model_id: str) -> ModelInfo:
+    try:
+        return ModelInfo.from_api(body, model_id=model_id.strip("/"))
+    except ValueError as err:
+        raise RunComfyInvalidResponseError(f"{call.what}: {err}: {str(body)[:200]}") from None
+
+
+def _model_page(call: _Call, body: dict[str, Any]) -> ModelPage:
+    entries = body.get("models")
+    if not isinstance(entries, list):
+        raise RunComfyInvalidResponseError(f"{call.what}: the answer has no models list: {str(body)[:200]}")
+    models = []
+    for entry in entries:
+        try:
+            models.append(ModelInfo.from_api(entry))
+        except ValueError:  # one odd entry should not hide the others
+            continue
+    total = body.get("total")
+    if isinstance(total, bool) or not isinstance(total, int):
+        total = len(models)
+    return ModelPage(models=tuple(models), total=total)
+
+
+def _categories(call: _Call, body: dict[str, Any]) -> list[str]:
+    found = body.get("categories")
+    if not isinstance(found, list):
+        raise RunComfyInvalidResponseError(
+            f"{call.what}: the answer has no categories list: {str(body)[:200]}"
+        )
+    return [item for item in found if isinstance(item, str)]
 
 
 def _describe_outcome(outcome: httpx.Response | Exception) -> str:

@@ -3,21 +3,27 @@ Operators that run RunComfy models as Airflow tasks, and copy their outputs to t
 
 The life of one task, and why each step is where it is:
 
-1. ``execute()`` validates the rendered inputs against the model's documented rules and probes the
-   input images with Pillow, so a job that cannot succeed is never paid for;
+1. ``execute()`` finds the model's input schema and price (RunComfy's catalog, else the schema
+   shipped for a documented model, or the user's ``input_schema``), checks the rendered inputs
+   against the schema, estimates the cost (XCom ``cost_estimate``), refuses a job over
+   ``max_cost_usd``, and probes the input images with Pillow, so a job that cannot succeed, or
+   costs more than allowed, is never paid for;
 2. it submits the job and pushes the ``request_id`` to XCom at once, before anything can fail, and
    (Airflow 3.3+) saves it in the task instance's ``task_state_store``, so a retry reconnects to a job
    that is still running instead of paying for a second one;
 3. it waits: in the triggerer (``deferrable=True``, no worker slot held) or in the worker;
 4. on success it returns the list of output URLs (``return_value``, ready for ``.expand()``) and
-   pushes the ``result`` summary; anything else raises a domain exception naming request and model.
+   pushes the ``result`` summary (with ``cost_usd`` when RunComfy reports the cost); anything else
+   raises a domain exception naming request and model.
 
-This module is imported while DAG files are parsed, so httpx, Pillow and the hook are imported only
-when a task runs.
+This module is imported while DAG files are parsed, so httpx, Pillow, jsonschema, the schema
+interpreter and the hook are imported only when a task runs.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from datetime import timedelta
 from functools import cached_property
@@ -27,6 +33,7 @@ from airflow.providers.common.compat.sdk import BaseHook, BaseOperator, Resumabl
 
 from airflow_provider_runcomfy.exceptions import (
     WAIT_FATAL_ERRORS,
+    RunComfyAuthError,
     RunComfyError,
     RunComfyInputError,
     RunComfyJobCancelledError,
@@ -34,6 +41,9 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyJobFailedError,
     RunComfyJobTimeoutError,
     RunComfyNotFoundError,
+    RunComfySchemaError,
+    RunComfySchemaUnavailableError,
+    RunComfyUnknownModelError,
 )
 from airflow_provider_runcomfy.jobs import (
     CancelOutcome,
@@ -56,9 +66,8 @@ from airflow_provider_runcomfy.validation import (
     EDIT_MODEL_ID,
     SIZE_FIELD,
     VIDEO_MODEL_ID,
-    image_inputs,
+    check_model_id,
     normalize_size,
-    spec_for,
     validate_inputs,
 )
 
@@ -67,7 +76,10 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_runcomfy.catalog import ModelInfo
+    from airflow_provider_runcomfy.cost import CostEstimate
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+    from airflow_provider_runcomfy.schema import ModelSchema
     from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
 
 #: How much longer than ``timeout`` Airflow's own deferral timeout is: a backstop for a lost trigger,
@@ -97,6 +109,8 @@ def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: s
             task.log.warning("%s succeeded without any output URL (output: %s)", where, result.get("output"))
         context["ti"].xcom_push(key="result", value=result)
         task.log.info("%s succeeded with %d output(s)", where, len(urls))
+        if result.get("cost_usd") is not None:
+            task.log.info("%s cost $%s (as RunComfy reported it)", where, f"{result['cost_usd']:g}")
         return urls
     error: type[RunComfyJobError]
     if status == EventStatus.FAILED.value:
@@ -185,13 +199,18 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
     """
     Run any RunComfy model: submit, wait (in the triggerer or the worker), return the output URLs.
 
-    Known models (Dreamina 4.0 edit, Dreamina 3.0 Pro image to video) have their inputs checked
-    against the documented rules, and their input images probed, before anything is paid for.
+    Before anything is paid for, the inputs are checked against the model's input schema and its
+    input images probed: the schema is ``input_schema`` when given, else the one RunComfy's catalog
+    publishes (``GET /v1/models/{model_id}``), else the one shipped with the provider for the two
+    documented Dreamina models. When none can be found the inputs are sent unchecked, with a
+    warning, unless ``strict_schema=True``. The cost is estimated from the catalog's price and
+    logged; ``max_cost_usd`` refuses a job whose estimate is higher or unknown.
 
-    XCom: ``request_id`` right after submission; on success ``return_value`` is the list of output
-    URLs (image, images..., video, videos...) and ``result`` the summary ``{"request_id",
-    "model_id", "status", "urls", "output", "created_at", "finished_at"}``. With
-    ``wait_for_completion=False``, ``return_value`` is the ``request_id``.
+    XCom: ``cost_estimate`` (``{"usd", "price_unit", "basis"}``) before the submit; ``request_id``
+    right after it; on success ``return_value`` is the list of output URLs (image, images...,
+    video, videos...) and ``result`` the summary ``{"request_id", "model_id", "status", "urls",
+    "output", "created_at", "finished_at"}`` plus ``cost_usd`` when RunComfy reports the job's cost.
+    With ``wait_for_completion=False``, ``return_value`` is the ``request_id``.
 
     :param model_id: the RunComfy model id, e.g. ``bytedance/dreamina-4-0/edit``. (templated)
     :param inputs: the model's JSON inputs. (templated)
@@ -203,6 +222,13 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         reconnect, when a retry reconnects to a running job); a job still queued then is cancelled.
     :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
     :param validate_images: probe the input images with Pillow (format, bytes, size) before paying.
+    :param strict_schema: refuse to submit when no input schema of the model can be found (the
+        catalog unreachable or silent, and no ``input_schema``), instead of sending unchecked.
+    :param input_schema: the model's input schema in RunComfy's form (e.g. copied from its page), as
+        a dict or the path of a JSON file (a saved catalog answer with an ``input_schema`` key works
+        too); used instead of the catalog's.
+    :param max_cost_usd: refuse to submit a job whose estimated cost is higher, or cannot be
+        estimated (:class:`~airflow_provider_runcomfy.exceptions.RunComfyBudgetExceededError`).
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs")
@@ -223,6 +249,9 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         timeout: float = 3600,
         cancel_on_kill: bool = True,
         validate_images: bool = True,
+        strict_schema: bool = False,
+        input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
+        max_cost_usd: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -235,7 +264,12 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         self.timeout = timeout
         self.cancel_on_kill = cancel_on_kill
         self.validate_images = validate_images
+        self.strict_schema = strict_schema
+        self.input_schema = input_schema
+        self.max_cost_usd = max_cost_usd
         self.request_id: str | None = None
+        self._schema: ModelSchema | None = None
+        self._estimate: CostEstimate | None = None
         self._urls: list[str] | None = None
         self._payload: dict[str, Any] | None = None
         self._end_time: float | None = None
@@ -258,9 +292,9 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
     # -- execute -----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        """Check inputs (no network), then submit or reconnect and wait; see the module docstring."""
+        """Check the inputs against the model's schema, estimate the cost, then submit or reconnect, wait."""
         self._check_settings()
-        self._payload = validate_inputs(self.model_id, self.build_inputs())
+        self._prepare(context)
         if not self.wait_for_completion:
             return self.submit_job(context)
         return self.execute_resumable(context)
@@ -270,16 +304,103 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise RunComfyInputError(name, f"must be a positive number of seconds, got {value!r}")
+        limit = self.max_cost_usd
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0
+        ):
+            raise RunComfyInputError("max_cost_usd", f"must be a number of US dollars >= 0, got {limit!r}")
+
+    # -- schema, inputs and cost -------------------------------------------------------------------
+
+    def _prepare(self, context: Context) -> None:
+        """
+        Find the model's schema and price, check the inputs, estimate and push the cost (free calls only).
+
+        The catalog is read first (cached per process) because it gives both the schema and the
+        price; the shipped schema of a documented model is the fallback when it cannot be read.
+        """
+        from airflow_provider_runcomfy.cost import COST_ESTIMATE_XCOM_KEY, estimate_cost
+
+        check_model_id(self.model_id)
+        inputs = self.build_inputs()
+        info, why = self._catalog_entry()
+        self._schema = self._find_schema(info, why)
+        self._payload = validate_inputs(self.model_id, inputs, self._schema)
+        self._estimate = estimate_cost(
+            info,
+            self._payload,
+            input_schema=self._schema.schema if self._schema is not None else None,
+            why_no_price=why or "the catalog gives no price for this model",
+        )
+        self.log.info("Estimated cost of this %s job: %s", self.model_id, self._estimate.describe())
+        context["ti"].xcom_push(key=COST_ESTIMATE_XCOM_KEY, value=self._estimate.to_xcom())
+
+    def _catalog_entry(self) -> tuple[ModelInfo | None, str | None]:
+        """The model's catalog entry, or ``None`` and why (a failure here never fails the task)."""
+        try:
+            return self.hook.get_model(self.model_id), None
+        except RunComfyAuthError:
+            raise  # the submit would be refused too: say so now
+        except (RunComfyUnknownModelError, RunComfyNotFoundError):
+            return None, "RunComfy's catalog does not list this model"
+        except RunComfyError as err:
+            self.log.warning("RunComfy's model catalog could not be read: %s", err)
+            return None, f"RunComfy's catalog could not be read ({type(err).__name__})"
+
+    def _find_schema(self, info: ModelInfo | None, why: str | None) -> ModelSchema | None:
+        """The schema to check the inputs against: the user's, the catalog's, or the shipped one."""
+        from airflow_provider_runcomfy.schema import bundled_spec, compile_schema
+
+        label = info.display_name if info is not None else None
+        if self.input_schema is not None:
+            return compile_schema(
+                self.model_id, load_input_schema(self.input_schema), label=label, source="input_schema"
+            )
+        if info is not None and info.input_schema is not None:
+            try:
+                schema = compile_schema(self.model_id, info.input_schema, label=label, source="catalog")
+            except RunComfySchemaError as err:
+                self.log.warning("The catalog's input schema of %s cannot be used: %s", self.model_id, err)
+                why = "its catalog schema cannot be used"
+            else:
+                self.log.info("Checking the inputs against the catalog's schema of %s", schema.label)
+                return schema
+        elif info is not None:
+            why = "the catalog gives no input schema for it"
+        bundled = bundled_spec(self.model_id.strip("/"))
+        if bundled is not None:
+            self.log.info(
+                "Checking the inputs against the schema shipped with the provider for %s (%s)",
+                bundled.label,
+                why,
+            )
+            return bundled
+        if self.strict_schema:
+            raise RunComfySchemaUnavailableError(
+                f"Not submitted: strict_schema=True and no input schema of model {self.model_id!r} "
+                f"could be found ({why}). Pass input_schema=... (e.g. copied from the model's page), "
+                "or set strict_schema=False to send the inputs unchecked."
+            )
+        self.log.warning(
+            "No input schema of model %s could be found (%s): its inputs are sent unchecked. Set "
+            "strict_schema=True to refuse instead, or pass input_schema=...",
+            self.model_id,
+            why,
+        )
+        return None
 
     # -- ResumableJobMixin -------------------------------------------------------------------------
 
     def submit_job(self, context: Context) -> str:
-        """Probe the input images, submit (the paid step), and push ``request_id`` to XCom at once."""
-        payload = (
-            self._payload
-            if self._payload is not None
-            else validate_inputs(self.model_id, self.build_inputs())
-        )
+        """Enforce the budget, probe the input images, submit (the paid step), push ``request_id`` at once."""
+        from airflow_provider_runcomfy.cost import check_budget
+
+        if self._payload is None or self._estimate is None:
+            self._prepare(context)
+        payload, estimate = self._payload, self._estimate
+        assert payload is not None
+        assert estimate is not None
+        check_budget(estimate, self.max_cost_usd, model=self.model_id)
         if self.validate_images:
             self._probe_images(payload)
         request_id = self.hook.submit(self.model_id, payload)
@@ -428,14 +549,14 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         return self._urls
 
     def _probe_images(self, payload: dict[str, Any]) -> None:
-        spec = spec_for(self.model_id)
-        images = image_inputs(self.model_id, payload)
-        if spec is None or not images:
+        groups = self._schema.image_groups(payload) if self._schema is not None else []
+        if not groups:
             return
         from airflow_provider_runcomfy.images import probe_images
 
         settings = self.hook.settings
-        probe_images(images, spec.image_rules, timeouts=settings.timeouts, retry=settings.retry)
+        for rules, images in groups:  # one group per image field: each has its own limits
+            probe_images(images, rules, timeouts=settings.timeouts, retry=settings.retry)
 
     def on_kill(self) -> None:
         """Cancel the job when the task is killed while it waits in the worker (``cancel_on_kill``)."""
@@ -539,6 +660,30 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
         if self.frames is not None:
             inputs["frames"] = self.frames
         return inputs
+
+
+def load_input_schema(value: Any) -> dict[str, Any]:
+    """
+    Read ``input_schema``: a dict, or the path of a JSON file holding the schema.
+
+    A file may hold a whole catalog answer (or a schema file shipped with the provider): its
+    ``input_schema`` is used then, so a saved ``GET /v1/models/{model_id}`` works as it is.
+
+    :raises RunComfySchemaError: when the file cannot be read or is not a JSON object.
+    """
+    if isinstance(value, str | os.PathLike):
+        try:
+            with open(value, encoding="utf-8") as handle:
+                value = json.load(handle)
+        except (OSError, ValueError) as err:
+            raise RunComfySchemaError(f"input_schema: cannot read {os.fspath(value)!r}: {err}") from None
+    if isinstance(value, dict) and "properties" not in value and isinstance(value.get("input_schema"), dict):
+        value = value["input_schema"]
+    if not isinstance(value, dict):
+        raise RunComfySchemaError(
+            f"input_schema must be a dict or a JSON file path, got {type(value).__name__}"
+        )
+    return value
 
 
 def _url_list(value: Any, field: str) -> list[Any]:

@@ -138,7 +138,26 @@ def run_dag(
     if not keep_deadlines and getattr(dag, "deadline", None):
         log.info("dag.test(): dropping the deadline alerts of %s (the scheduler evaluates them)", dag.dag_id)
         dag.deadline = None
-    return dag.test(run_conf=run_conf) if run_conf is not None else dag.test()
+    streams = (sys.stdout, sys.stderr)
+    try:
+        return dag.test(run_conf=run_conf) if run_conf is not None else dag.test()
+    finally:
+        _drop_handlers_on(streams)
+
+
+def _drop_handlers_on(streams: tuple[Any, ...]) -> None:
+    """
+    Remove the log handlers ``dag.test()`` bound to this run's ``sys.stdout`` or ``sys.stderr``.
+
+    Airflow 2's ``dag.test()`` adds a ``StreamHandler(sys.stdout)`` once per process; under pytest
+    that stream is the current test's capture, closed when the test ends, and every later test would
+    print "Logging error" tracebacks (which repeat the log lines). The next ``dag.test()`` adds a
+    handler on its own stream again.
+    """
+    for logger in (logging.getLogger(), logging.getLogger("airflow.task")):
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler and handler.stream in streams:
+                logger.removeHandler(handler)
 
 
 def _session() -> Any:

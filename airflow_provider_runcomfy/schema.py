@@ -1,0 +1,590 @@
+"""
+The one interpreter of RunComfy's input-schema form: every model's inputs checked before a paid submit.
+
+RunComfy describes each model's inputs in the form of its model page's "input schema" (and the
+catalog's ``input_schema``): JSON Schema for the usual part (``type``, ``enum``, ``minimum`` /
+``maximum``, ``maxLength``, ``minItems`` / ``maxItems``, ``required``, ``default``) plus its own
+extensions. The standard part is checked by :mod:`jsonschema` (a well-kept library Airflow already
+depends on); only RunComfy's extensions are written here:
+
+* ``"type": "float"`` is a JSON-Schema ``number``;
+* media formats ``image_uri`` / ``image_uris`` / ``video_uri`` / ``video_uris`` / ``audio_uri`` /
+  ``audio_uris``: a public http(s) URL, or a list of them;
+* ``validations``: a list of ``{validation_rule, validation_value, validation_error}`` on a media
+  field. A rule is a measured quantity and a comparison: ``file_size_mb``, ``width_pixels``,
+  ``height_pixels`` or ``width/height``, then ``<``, ``<=``/``≤``, ``>`` or ``>=``/``≥``
+  (``file_size_mb<=``, ``width/height≥``...). Image rules become an
+  :class:`~airflow_provider_runcomfy.validation.ImageRules` that the header-only Pillow probes of
+  :mod:`airflow_provider_runcomfy.images` apply, and each refusal quotes the schema's own
+  ``validation_error``. A rule of another shape is **logged and skipped, never guessed**. Video and
+  audio files are not probed (Pillow cannot read them): only their URLs are checked.
+
+Decisions (where the schema form is silent):
+
+* ``integer`` means a JSON integer, not ``121.0`` and not ``true``; ``number`` is never a bool and
+  must be finite (NaN passes JSON-Schema bounds but is not JSON).
+* A ``None`` optional field is left out, so the model's default applies; a ``None`` required field is
+  missing.
+* Unknown keys are kept and sent (RunComfy may add fields); a key that is a near miss of a schema
+  field (``Prompt``, ``widthxheight``) is refused: it would most likely be ignored and a paid job run
+  with the default.
+* Every broken rule is reported at once: the error names the first field (schema order) and lists
+  the others, so a DAG author fixes them in one go.
+
+This module imports :mod:`jsonschema` only when inputs are checked, and operators import this module
+only inside ``execute()``: parsing a DAG file loads neither.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from fractions import Fraction
+from functools import cache, cached_property, lru_cache
+from typing import Any
+
+from airflow_provider_runcomfy.catalog import bundled_model
+from airflow_provider_runcomfy.exceptions import RunComfyInputError, RunComfySchemaError
+from airflow_provider_runcomfy.validation import (
+    DOCUMENTED_EXTRAS,
+    MB,
+    Bound,
+    DocumentedExtras,
+    ImageRules,
+    Limits,
+    _shorten,
+    _type_name,
+    check_url,
+)
+
+log = logging.getLogger(__name__)
+
+
+class MediaKind(StrEnum):
+    """What a media field's URL points at."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+
+    @property
+    def is_probed(self) -> bool:
+        """Whether its files are checked before the submit (Pillow reads image headers only)."""
+        return self is MediaKind.IMAGE
+
+
+#: RunComfy's media formats: what each points at, and whether it is a list.
+MEDIA_FORMATS: dict[str, tuple[MediaKind, bool]] = {
+    f"{kind.value}_{suffix}": (kind, suffix == "uris") for kind in MediaKind for suffix in ("uri", "uris")
+}
+
+#: A ``validation_rule``: a measured quantity, then a comparison.
+_RULE = re.compile(r"^\s*(file_size_mb|width_pixels|height_pixels|width/height)\s*(<=|>=|≤|≥|<|>)\s*$")
+_QUANTITY_FIELD = {
+    "file_size_mb": "file_bytes",
+    "width_pixels": "width",
+    "height_pixels": "height",
+    "width/height": "ratio",
+}
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false (a bool)",
+    "array": "a list",
+    "object": "an object (a dict)",
+    "null": "null",
+}
+#: Which problem of one field is reported when it has several (its type before its bounds).
+_PRIORITY = {"required": 0, "type": 1, "media": 2, "blank": 2, "finite": 2}
+
+
+def _near_miss_key(key: str) -> str:
+    # ``Prompt``, ``image-urls``, ``widthxheight`` and ``width x height`` all collapse onto the key
+    # they were probably meant to be.
+    return re.sub(r"[^a-z0-9]", "", key.lower().replace("\u00d7", "x"))
+
+
+def _number(value: Any) -> Fraction | None:
+    """A ``validation_value``: a number, or a numeric string such as ``"1/3"``; ``None`` otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        # A ratio written as a float (1/3 -> 0.3333333333333333) is read back as the fraction it is
+        # the float of, so an image of exactly 1:3 meets "≥ 1/3". Only an exact round trip counts.
+        simple = Fraction(value).limit_denominator(1000)
+        return simple if float(simple) == value else Fraction(value)
+    if isinstance(value, str):
+        try:
+            return Fraction(value.strip())
+        except (ValueError, ZeroDivisionError):
+            return None
+    return None
+
+
+def _show_number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    return str(value)
+
+
+def image_rules_from(label: str, field: str, validations: Any, formats: frozenset[str] | None) -> ImageRules:
+    """
+    Read a media field's ``validations`` into the limits the image probes apply.
+
+    ``file_size_mb`` is read in decimal megabytes (10**6 bytes, the stricter reading; see
+    :mod:`airflow_provider_runcomfy.validation`). When two rules bound the same side, the stricter
+    one is kept. Rules of another shape are logged and skipped.
+    """
+    limits: dict[str, Limits] = {name: Limits() for name in _QUANTITY_FIELD.values()}
+    for rule in validations if isinstance(validations, list) else ():
+        name = rule.get("validation_rule") if isinstance(rule, dict) else None
+        match = _RULE.match(name) if isinstance(name, str) else None
+        value = _number(rule.get("validation_value")) if isinstance(rule, dict) else None
+        if match is None or value is None:
+            log.warning(
+                "%s: %s: validation rule %r is not one the provider knows; skipped, not guessed",
+                label,
+                field,
+                rule,
+            )
+            continue
+        quantity, op = match.groups()
+        note = rule.get("validation_error")
+        note = note if isinstance(note, str) and note.strip() else None
+        inclusive = op in ("<=", ">=", "≤", "≥")
+        upper = op in ("<", "<=", "≤")
+        if quantity == "file_size_mb":
+            exact = value * MB
+            # Whole bytes: round towards the accepted side only when the limit falls between bytes.
+            value = Fraction(math.floor(exact) if upper == inclusive else math.ceil(exact))
+        bound = Bound(value, inclusive, note)
+        key = _QUANTITY_FIELD[quantity]
+        current = limits[key]
+        if upper and bound.is_stricter_high(current.high):
+            limits[key] = Limits(current.low, bound)
+        elif not upper and bound.is_stricter_low(current.low):
+            limits[key] = Limits(bound, current.high)
+    return ImageRules(model=label, formats=formats, **limits)
+
+
+@dataclass(frozen=True)
+class MediaField:
+    """
+    One media input of a schema.
+
+    :param name: the field's name.
+    :param kind: what its URLs point at.
+    :param many: a list of URLs (``*_uris``) rather than one.
+    :param rules: the limits of its files (checked on images only).
+    """
+
+    name: str
+    kind: MediaKind
+    many: bool
+    rules: ImageRules
+
+    def urls(self, value: Any) -> list[tuple[str, str]]:
+        """The ``(field[index], url)`` pairs of a (checked) value."""
+        if self.many:
+            items = value if isinstance(value, list | tuple) else []
+            return [(f"{self.name}[{i}]", url) for i, url in enumerate(items) if isinstance(url, str)]
+        return [(self.name, value)] if isinstance(value, str) else []
+
+    def noun(self, count: int) -> str:
+        """``image URL`` / ``image URLs``, for messages."""
+        return f"{self.kind.value} URL" + ("" if count == 1 else "s")
+
+
+@dataclass
+class _Problem:
+    order: int
+    priority: int
+    error: RunComfyInputError
+
+
+@dataclass(frozen=True)
+class ModelSchema:
+    """
+    One model's input schema, ready to check inputs.
+
+    Build it with :meth:`from_schema`; :meth:`validate` checks a job's inputs and returns what to
+    send; :meth:`image_groups` gives the image URLs to probe with their limits.
+
+    :param model_id: RunComfy's model id.
+    :param label: the model's name in messages.
+    :param schema: the schema as RunComfy (or the user) gave it.
+    :param properties: its fields, in order.
+    :param required: the required fields.
+    :param media: its media fields.
+    :param extras: a documented model's page rules the schema cannot state (``None`` for others).
+    :param source: where the schema came from, for logs (``catalog``, ``bundled``, ``input_schema``).
+    """
+
+    model_id: str
+    label: str
+    schema: Mapping[str, Any]
+    properties: Mapping[str, Mapping[str, Any]]
+    required: tuple[str, ...]
+    media: tuple[MediaField, ...]
+    extras: DocumentedExtras | None = None
+    source: str = "catalog"
+
+    @classmethod
+    def from_schema(
+        cls,
+        model_id: str,
+        schema: Any,
+        *,
+        label: str | None = None,
+        extras: DocumentedExtras | None = None,
+        source: str = "catalog",
+    ) -> ModelSchema:
+        """
+        Read a schema of RunComfy's form.
+
+        A documented model gets its :class:`DocumentedExtras` whatever the schema's source, so its
+        size labels and formats are handled alike from the catalog, the shipped file or the user.
+
+        :raises RunComfySchemaError: when the schema is not an object with ``properties``, or its
+            standard part is not valid JSON Schema.
+        """
+        model_id = model_id.strip("/")
+        if extras is None:
+            extras = DOCUMENTED_EXTRAS.get(model_id)
+        name = (extras.label if extras else None) or label or model_id
+        if not isinstance(schema, Mapping) or not isinstance(schema.get("properties", {}), Mapping):
+            raise RunComfySchemaError(
+                f"The input schema of {name} must be a JSON object with a 'properties' object, "
+                f"got {_shorten(schema)}"
+            )
+        properties = {k: v for k, v in (schema.get("properties") or {}).items() if isinstance(v, Mapping)}
+        required = schema.get("required") or []
+        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+            raise RunComfySchemaError(f"The input schema of {name}: 'required' must be a list of field names")
+        media = []
+        formats = extras.image_formats if extras else None
+        for field, prop in properties.items():
+            found = MEDIA_FORMATS.get(prop.get("format"))  # type: ignore[arg-type]
+            if found is None:
+                if prop.get("validations"):
+                    log.warning("%s: %s has validations but is no media field; they are skipped", name, field)
+                continue
+            kind, many = found
+            rules = image_rules_from(
+                name, field, prop.get("validations"), formats if kind.is_probed else None
+            )
+            media.append(MediaField(field, kind, many, rules))
+        built = cls(
+            model_id=model_id,
+            label=name,
+            schema=schema,
+            properties=properties,
+            required=tuple(required),
+            media=tuple(media),
+            extras=extras,
+            source=source,
+        )
+        built._check_standard_part()
+        return built
+
+    # -- what the probes need -----------------------------------------------------------------------
+
+    @property
+    def image_rules(self) -> ImageRules | None:
+        """The limits of the first image field (the documented models have one)."""
+        return next((m.rules for m in self.media if m.kind.is_probed), None)
+
+    def image_groups(self, inputs: Mapping[str, Any]) -> list[tuple[ImageRules, list[tuple[str, str]]]]:
+        """The image URLs to probe, grouped by the field whose limits apply to them."""
+        groups = []
+        for media in self.media:
+            if media.kind.is_probed and media.name in inputs:
+                pairs = media.urls(inputs[media.name])
+                if pairs:
+                    groups.append((media.rules, pairs))
+        return groups
+
+    # -- checking inputs ----------------------------------------------------------------------------
+
+    def validate(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        Check every rule of the schema and return the inputs to send.
+
+        Valid inputs come back unchanged, except that an optional field set to ``None`` is left out
+        and a documented model's normalizers apply (a bare size becomes its documented label).
+
+        :raises RunComfyInputError: naming the first field (in schema order) that breaks a rule, the
+            rule, the value, and the others after it.
+        """
+        self._refuse_near_misses(inputs)
+        result = {key: value for key, value in inputs.items() if value is not None}
+        if self.extras is not None:
+            for name, normalize in self.extras.normalizers:
+                if name in result:
+                    result[name] = normalize(name, result[name])
+        problems = [self._missing(name) for name in self.required if name not in result]
+        problems += self._standard_problems(result)
+        problems += self._extension_problems(result)
+        if problems:
+            raise _combine(problems)
+        return result
+
+    def _refuse_near_misses(self, inputs: Mapping[str, Any]) -> None:
+        known = {_near_miss_key(name): name for name in self.properties}
+        for key in inputs:
+            meant = known.get(_near_miss_key(key))
+            if meant is not None and meant != key:
+                odd = "".join(sorted({ch for ch in meant if not ch.isascii()}))
+                hint = f" (with the {odd} sign, U+{ord(odd[0]):04X})" if odd else ""
+                raise RunComfyInputError(
+                    key,
+                    f"is not a field of {self.label}; did you mean {meant!r}{hint}? RunComfy would "
+                    "likely ignore it and run with the default",
+                )
+
+    def _order(self, field: str) -> int:
+        top = field.split("[", 1)[0].split(".", 1)[0]
+        names = list(self.properties)
+        return names.index(top) if top in names else len(names)
+
+    def _problem(self, field: str, kind: str, rule: str) -> _Problem:
+        return _Problem(self._order(field), _PRIORITY.get(kind, 3), RunComfyInputError(field, rule))
+
+    def _missing(self, name: str) -> _Problem:
+        prop = self.properties.get(name, {})
+        media = self._media(name)
+        if media is not None and media.many:
+            hint = f": a list of {self._count_words(name, prop, media)}"
+        elif media is not None:
+            hint = f": one {media.noun(1)}"
+        elif prop.get("type") == "string" and "maxLength" in prop:
+            hint = f" (a text of at most {prop['maxLength']} characters)"
+        else:
+            hint = ""
+        return self._problem(name, "required", f"is required{hint}")
+
+    def _media(self, name: str) -> MediaField | None:
+        return next((m for m in self.media if m.name == name), None)
+
+    @cached_property
+    def _validator(self) -> Any:
+        """The :mod:`jsonschema` validator of the standard part (imported here: see the module docstring)."""
+        import jsonschema
+
+        def is_integer(_checker: Any, value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        checker = jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", is_integer)
+        kind = jsonschema.validators.extend(jsonschema.Draft7Validator, type_checker=checker)
+        return kind(_standard_part(self.schema))
+
+    def _check_standard_part(self) -> None:
+        import jsonschema
+
+        try:
+            jsonschema.Draft7Validator.check_schema(_standard_part(self.schema))
+        except jsonschema.SchemaError as err:
+            raise RunComfySchemaError(
+                f"The input schema of {self.label} is not valid JSON Schema: {err.message}"
+            ) from None
+
+    def _standard_problems(self, inputs: dict[str, Any]) -> list[_Problem]:
+        problems = []
+        for err in self._validator.iter_errors(inputs):
+            if err.validator == "required":
+                continue  # reported by name above, with a hint
+            field = _field_name(err.absolute_path) or "inputs"
+            problems.append(self._translate(field, err))
+        return problems
+
+    def _translate(self, field: str, err: Any) -> _Problem:
+        kw, value, prop = err.validator, err.instance, err.schema
+        if kw == "type":
+            expected = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+            words = " or ".join(_TYPE_WORDS.get(t, str(t)) for t in expected)
+            media = self._media(field)
+            if media is not None and media.many and "array" in expected:
+                words = f"a list of {media.noun(2)}"
+            return self._problem(
+                field, "type", f"must be {words}, got {_shorten(value)} ({_type_name(value)})"
+            )
+        if kw == "enum":
+            choices = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in err.validator_value)
+            return self._problem(field, kw, f"must be one of {choices}; got {_shorten(value)}")
+        if kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            return self._problem(field, kw, f"must be {_range_words(prop)}, got {value!r}")
+        if kw == "maxLength":
+            return self._problem(
+                field, kw, f"is {len(value)} characters long; at most {err.validator_value} are accepted"
+            )
+        if kw == "minLength":
+            return self._problem(
+                field, kw, f"is {len(value)} characters long; at least {err.validator_value} are needed"
+            )
+        if kw in ("minItems", "maxItems"):
+            media = self._media(field)
+            count = self._count_words(field, prop, media)
+            return self._problem(field, kw, f"{self.label} takes {count}, got {len(value)}")
+        return self._problem(field, kw, err.message)
+
+    def _count_words(self, field: str, prop: Mapping[str, Any], media: MediaField | None) -> str:
+        low, high = prop.get("minItems"), prop.get("maxItems")
+
+        def noun(n: int) -> str:
+            return media.noun(n) if media is not None else ("item" if n == 1 else "items")
+
+        if low is not None and low == high:
+            return f"exactly {low} {noun(low)}"
+        if low is not None and high is not None:
+            return f"{low} to {high} {noun(high)}"
+        if high is not None:
+            return f"at most {high} {noun(high)}"
+        if low is not None:
+            return f"at least {low} {noun(low)}"
+        return noun(2)
+
+    def _extension_problems(self, inputs: dict[str, Any]) -> list[_Problem]:
+        problems: list[_Problem] = []
+        for name, prop in self.properties.items():
+            if name not in inputs:
+                continue
+            value = inputs[name]
+            kind = prop.get("type")
+            if (
+                kind in ("number", "float", "integer")
+                and isinstance(value, float)
+                and not math.isfinite(value)
+            ):
+                problems.append(self._problem(name, "finite", f"must be {_range_words(prop)}, got {value!r}"))
+            media = self._media(name)
+            if media is not None:
+                problems += self._media_problems(media, value)
+        if self.extras is not None:
+            for name in self.extras.non_blank:
+                value = inputs.get(name)
+                if isinstance(value, str) and not value.strip():
+                    problems.append(self._problem(name, "blank", "must not be empty"))
+        return problems
+
+    def _media_problems(self, media: MediaField, value: Any) -> list[_Problem]:
+        if media.many:
+            if not isinstance(value, list | tuple):
+                return []  # the type check names it
+            items = [(f"{media.name}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = [(media.name, value)]
+        problems = []
+        for field, item in items:
+            if media.many or isinstance(item, str):  # a single non-string is the type check's
+                try:
+                    check_url(field, item)
+                except RunComfyInputError as err:
+                    problems.append(self._problem(field, "media", err.rule))
+        return problems
+
+
+def _standard_part(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema as standard JSON Schema: RunComfy's ``float`` becomes ``number``, recursively."""
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            out = {k: convert(v) for k, v in node.items() if k != "validations"}
+            kind = out.get("type")
+            if kind == "float":
+                out["type"] = "number"
+            elif isinstance(kind, list):
+                out["type"] = ["number" if k == "float" else k for k in kind]
+            return out
+        if isinstance(node, list):
+            return [convert(item) for item in node]
+        return node
+
+    converted: dict[str, Any] = convert(schema)
+    converted.pop("$schema", None)  # checked as Draft 7 whatever it claims: RunComfy names none
+    converted.setdefault("type", "object")
+    return converted
+
+
+def _range_words(prop: Mapping[str, Any]) -> str:
+    low, high = prop.get("minimum"), prop.get("maximum")
+    low_x, high_x = prop.get("exclusiveMinimum"), prop.get("exclusiveMaximum")
+    if low is not None and high is not None:
+        return f"between {_show_number(low)} and {_show_number(high)}"
+    parts = []
+    if low is not None:
+        parts.append(f"at least {_show_number(low)}")
+    if low_x is not None:
+        parts.append(f"more than {_show_number(low_x)}")
+    if high is not None:
+        parts.append(f"at most {_show_number(high)}")
+    if high_x is not None:
+        parts.append(f"less than {_show_number(high_x)}")
+    return " and ".join(parts) or "a finite number"
+
+
+def _field_name(path: Any) -> str:
+    name = ""
+    for part in path:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name
+
+
+def _combine(problems: list[_Problem]) -> RunComfyInputError:
+    """One error for all fields at fault, each with its worst problem: the first named, the rest listed."""
+    best: dict[str, _Problem] = {}
+    for problem in problems:
+        field = problem.error.field
+        if field not in best or problem.priority < best[field].priority:
+            best[field] = problem
+    ordered = sorted(best.values(), key=lambda p: (p.order, p.error.field, p.priority))
+    first = ordered[0].error
+    if len(ordered) == 1:
+        return first
+    others = "; ".join(str(p.error) for p in ordered[1:])
+    return RunComfyInputError(first.field, f"{first.rule}; also {others}")
+
+
+@cache
+def bundled_spec(model_id: str) -> ModelSchema | None:
+    """The shipped schema of a documented model, read once per process; ``None`` for other models."""
+    info = bundled_model(model_id)
+    if info is None or info.input_schema is None:
+        return None
+    return ModelSchema.from_schema(
+        info.model_id, info.input_schema, label=info.display_name, source="bundled"
+    )
+
+
+def compile_schema(
+    model_id: str, schema: Any, *, label: str | None = None, source: str = "catalog"
+) -> ModelSchema:
+    """
+    :meth:`ModelSchema.from_schema`, reused while the same schema comes back.
+
+    A worker runs many tasks of one model; the catalog answer is cached per process, and so is the
+    checked, compiled schema (keyed by its content, so a changed schema is compiled anew).
+    """
+    try:
+        key = json.dumps(schema, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return ModelSchema.from_schema(model_id, schema, label=label, source=source)
+    return _compiled(model_id, key, label, source)
+
+
+@lru_cache(maxsize=64)
+def _compiled(model_id: str, schema_json: str, label: str | None, source: str) -> ModelSchema:
+    return ModelSchema.from_schema(model_id, json.loads(schema_json), label=label, source=source)
