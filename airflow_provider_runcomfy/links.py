@@ -132,7 +132,15 @@ class RunComfyOutputLink(BaseOperatorLink):
     name = "RunComfy output"
 
     def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
-        """The first output URL of the task's ``result`` XCom; ``""`` before there is one."""
+        """
+        The first output URL of the task's ``result`` XCom; ``""`` before there is one.
+
+        Airflow 3 calls this in the worker with the live task as each try ends, a deferral
+        included. A task still waiting for its job knows it has no result yet: asking XCom then
+        would cost a call and print an error-level "XCom not found" line in every deferred task's log.
+        """
+        if getattr(operator, "awaiting_result", False):
+            return ""
         return first_output_url(XCom.get_value(ti_key=ti_key, key=RESULT_XCOM_KEY))
 
 

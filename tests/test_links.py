@@ -145,3 +145,29 @@ def test_custom_s3_endpoint_from_the_connection(monkeypatch: pytest.MonkeyPatch)
     assert not s3_has_custom_endpoint("aws_plain")
     assert not s3_has_custom_endpoint(None)
     assert not s3_has_custom_endpoint("no_such_connection")
+
+
+def test_a_task_waiting_for_its_job_does_not_ask_xcom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 3 resolves links in the worker as a try defers: no XCom read, so no "XCom not found"."""
+    from airflow_provider_runcomfy import links
+    from airflow_provider_runcomfy.operators.runcomfy import RunComfyModelOperator
+
+    reads: list[str] = []
+
+    def get_value(*, ti_key: Any, key: str) -> Any:
+        reads.append(key)
+        return {"urls": ["https://cdn.example/out.png"]}
+
+    monkeypatch.setattr(links.XCom, "get_value", staticmethod(get_value))
+    link = links.RunComfyOutputLink()
+    task = RunComfyModelOperator(task_id="m", model_id="any/model", inputs={})
+    # A task object that never ran (the UI's): the link comes from XCom.
+    assert link.get_link(task, ti_key=None) == "https://cdn.example/out.png"
+    assert reads == ["result"]
+    task.request_id = "rid-1"  # submitted, deferring: no result can exist yet
+    assert task.awaiting_result
+    assert link.get_link(task, ti_key=None) == ""
+    assert reads == ["result"], "a deferring task must not ask XCom for a result it cannot have"
+    task._urls = ["https://cdn.example/out.png"]  # resumed with its outcome
+    assert not task.awaiting_result
+    assert link.get_link(task, ti_key=None) == "https://cdn.example/out.png"

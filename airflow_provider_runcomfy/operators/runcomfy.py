@@ -558,6 +558,16 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         for rules, images in groups:  # one group per image field: each has its own limits
             probe_images(images, rules, timeouts=settings.timeouts, retry=settings.retry)
 
+    @property
+    def awaiting_result(self) -> bool:
+        """
+        This task object submitted (or reconnected to) a job whose outcome it has not seen yet.
+
+        True while it defers or waits, and when it failed before a result; the output link reads it
+        to skip a pointless XCom lookup. A task object that never ran (the UI's) says ``False``.
+        """
+        return self.request_id is not None and self._urls is None
+
     def on_kill(self) -> None:
         """Cancel the job when the task is killed while it waits in the worker (``cancel_on_kill``)."""
         if not (self.cancel_on_kill and self.request_id):
