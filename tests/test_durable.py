@@ -201,3 +201,31 @@ def test_an_outage_while_reading_an_earlier_succeeded_job_waits_for_it(emu: Any)
     assert all(f"/files/{request_id}/" in url for url in urls)
     assert ti.xcom["request_id"] == request_id
     assert len([r for r in emu.requests if r.path.endswith("/result") and r.status == 503]) == 6
+
+
+class DyingTI(FakeTI):
+    """A task instance whose worker dies on the first thing after the paid POST (the request id push)."""
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        if key == "request_id":
+            raise SystemExit("worker killed")
+        super().xcom_push(key, value)
+
+
+@needs_33
+def test_the_request_id_is_saved_for_retries_before_anything_else_after_the_paid_post(emu: Any) -> None:
+    """
+    Found by the 2,000-job soak: a worker killed after the POST but before the mixin saved the id left
+    the retry without it, and the retry paid again. The id is now in the store before the XCom push.
+    """
+    store = FakeStore()
+    with pytest.raises(SystemExit):
+        edit_operator(emu).execute({"ti": DyingTI(), "task_state_store": store})  # type: ignore[arg-type]
+    assert len(submits(emu)) == 1
+    saved = store.get("runcomfy_request_id")
+    assert saved == submits(emu)[0].request_id
+    # The retry reconnects to that job: no second payment.
+    ti = FakeTI()
+    edit_operator(emu).execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
+    assert len(submits(emu)) == 1
+    assert ti.xcom["request_id"] == saved

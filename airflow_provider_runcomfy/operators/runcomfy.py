@@ -404,10 +404,24 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         if self.validate_images:
             self._probe_images(payload)
         request_id = self.hook.submit(self.model_id, payload)
+        self._remember_for_retries(context, request_id)
         self._track(context, request_id)
         self.log.info("Submitted RunComfy request %s to model %s", request_id, self.model_id)
         self._end_time = time.time() + float(self.timeout)
         return request_id
+
+    def _remember_for_retries(self, context: Context, request_id: str) -> None:
+        """
+        Save the paid job's id in ``task_state_store`` first, before anything else can fail or be killed.
+
+        The mixin saves it as well, but only once ``submit_job`` has returned, after the XCom push (a
+        round trip to Airflow's API). The soak killed a worker in that gap: the retry found no id and
+        paid for the job again. Saving first leaves only the POST's own answer in the gap, which no
+        client can close without an idempotency key.
+        """
+        store = context.get("task_state_store")
+        if store is not None and self.wait_for_completion and getattr(self, "durable", True):
+            store.set(self.external_id_key, request_id)
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """
