@@ -86,12 +86,12 @@ real_processes = pytest.mark.skipif(
 @pytest.fixture
 def example_stack(tmp_path: Path) -> Iterator[Any]:
     """Emulator and Airflow (scheduler, triggerer, DAG processor, API server) on the example DAGs."""
-    from tests.test_real_processes import AirflowStack, EmulatorProcess
+    from tests.test_real_processes import TOKEN, AirflowStack, EmulatorProcess
     from tests.test_real_processes import pytestmark as real_process_mark
 
     if real_process_mark.args[0]:  # RUNCOMFY_SKIP_REAL_PROCESSES, or no /proc
         pytest.skip(real_process_mark.kwargs["reason"])
-    emulator = EmulatorProcess(tmp_path, run_seconds=1.0)
+    emulator = EmulatorProcess(tmp_path, token=TOKEN, run_seconds=1.0)
     emulator.start()
     dags = tmp_path / "dags"
     dags.mkdir()
