@@ -10,8 +10,10 @@ worker slot, from a throwaway ``AIRFLOW_HOME`` on SQLite and the DAGs of ``tests
 - Airflow 2.11: ``scheduler`` (SequentialExecutor: one slot by nature; 2.11 refuses LocalExecutor on
   SQLite) and ``triggerer``.
 
-Four mapped deferrable image edits (15 s jobs; 30 s on Airflow 2, whose tasks start slowly) must all
-be in flight at once although only one task can run at a time; each task instance must be seen
+Four mapped deferrable image edits must all be in flight at once although only one task can run at a
+time: the emulator holds their jobs queued until the fourth is submitted (``--hold-until-submits 4``),
+so with one slot the run can only finish if every deferred task gave its slot back, however slowly
+the machine starts tasks (then each job runs 15 s); each task instance must be seen
 ``deferred``; and the emulator, which records the client process of every request, must show that
 every status poll after the submit came from the triggerer's process tree, the only exception being
 each task's single status check right before it defers. The same DAG waiting in the worker
@@ -63,11 +65,11 @@ AIRFLOW_VERSION = version("apache-airflow")
 AIRFLOW_3 = int(AIRFLOW_VERSION.split(".")[0]) >= 3
 
 TOKEN = "rc-real-process-token-5e4d3c2b1a"
-#: How long each emulated job runs: long enough for one slot to start all four tasks even on a loaded
-#: machine. Airflow 3's LocalExecutor starts a task in about 1 s; Airflow 2's SequentialExecutor starts a
-#: new ``airflow tasks run`` interpreter for each (about 4.5 s on an idle 2-core machine), so the four
-#: submits spread over about 14 s there and the jobs must last well beyond that.
-JOB_SECONDS = 15.0 if AIRFLOW_3 else 30.0
+#: How long each emulated job runs once the emulator lets the four start together. The hold (not this
+#: figure) makes the test independent of how fast the machine starts tasks: Airflow 2's
+#: SequentialExecutor starts a new ``airflow tasks run`` interpreter for each (about 4.5 s idle, 8 s
+#: and more under load), so without it the four submits could spread past the first job's end.
+JOB_SECONDS = 15.0
 DEFERRABLE_DAG = "rc_real_fanout_deferrable"
 SYNC_DAG = "rc_real_fanout_sync"
 MAPPED_TASK = "edit"
@@ -313,7 +315,9 @@ class AirflowStack:
 @pytest.fixture
 def emulator_process(tmp_path: Path) -> Iterator[EmulatorProcess]:
     """The emulator in its own process, stopped at teardown."""
-    emulator = EmulatorProcess(tmp_path, token=TOKEN, run_seconds=JOB_SECONDS)
+    emulator = EmulatorProcess(
+        tmp_path, token=TOKEN, run_seconds=JOB_SECONDS, extra_args=["--hold-until-submits", str(N_TASKS)]
+    )
     try:
         emulator.start()
         yield emulator
@@ -441,7 +445,14 @@ def test_real_processes_deferred_tasks_hold_no_worker_slot(
         triggered_at = time.time()
         run_id = stack.trigger(DEFERRABLE_DAG)
         seen = Observer(stack, DEFERRABLE_DAG, run_id)
-        deferrable = stack.wait_run(DEFERRABLE_DAG, run_id, triggered_at=triggered_at, on_tick=seen)
+        try:
+            deferrable = stack.wait_run(DEFERRABLE_DAG, run_id, triggered_at=triggered_at, on_tick=seen)
+        except RuntimeError as exc:
+            held = len(calls(emulator.requests()[before:], "submit"))
+            raise AssertionError(
+                f"{exc}; {held} of {N_TASKS} jobs were submitted: the emulator holds them all queued "
+                "until the last one arrives, so a deferred task kept its worker slot"
+            ) from exc
         records = emulator.requests()[before:]
         jobs = {job["request_id"]: job for job in emulator.jobs()}
 

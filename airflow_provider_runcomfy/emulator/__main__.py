@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="submits the account can pay for (default: unlimited)",
     )
     p.add_argument(
+        "--hold-until-submits",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hold the first N jobs in_queue until the N-th is submitted, then start them all",
+    )
+    p.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -135,6 +142,7 @@ async def _main(args: argparse.Namespace) -> int:
             "failure_message": args.fail_with,
             "result_ttl_seconds": args.result_ttl,
             "balance": args.balance,
+            "hold_until_submits": args.hold_until_submits,
             "catalog_available": not args.no_catalog,
             "dialect": args.dialect,
         }

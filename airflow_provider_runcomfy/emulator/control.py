@@ -57,7 +57,7 @@ class EmulatorControl:
     def configure(self, **knobs: Any) -> dict[str, Any]:
         """
         Set knobs (queue_seconds, run_seconds, failure_message, result_ttl_seconds,
-        balance, dialect, catalog_available).
+        balance, hold_until_submits, dialect, catalog_available).
         """
         result: dict[str, Any] = self._call("POST", "config", knobs)
         return result

@@ -72,6 +72,8 @@ class Job:
     output_names: dict[str, Any] | None = None
     task: asyncio.Task[None] | None = None
     expired: bool = False
+    #: Set while the job is held by ``hold_until_submits`` (its times are infinite until then).
+    released: asyncio.Event | None = None
 
     def state(self, now: float) -> str:
         """The result-endpoint word at time ``now``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 from urllib.parse import urlencode
 
 from .catalog import AddedModel
@@ -23,6 +23,40 @@ if TYPE_CHECKING:
 
     from .dialect import Dialect
     from .records import Fault, RequestRecord
+
+_Get = TypeVar("_Get")
+_Set = TypeVar("_Set")
+
+
+class _Knob(Generic[_Get, _Set]):
+    """
+    One ``EmulatorConfig`` knob as an attribute of ``RunComfyEmulator``.
+
+    Reading gives the live value; writing goes through ``EmulatorConfig.update``, so an attribute
+    takes exactly what the constructor, ``--flags`` and ``POST /_emulator/config`` take, with the same
+    checks, and a new knob is one line here instead of a property pair.
+    """
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> _Knob[_Get, _Set]: ...
+
+    @overload
+    def __get__(self, obj: RunComfyEmulator, objtype: type | None = None) -> _Get: ...
+
+    def __get__(self, obj: RunComfyEmulator | None, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return cast("_Get", getattr(obj._config, self.name))
+
+    def __set__(self, obj: RunComfyEmulator, value: _Set) -> None:
+        obj._config.update({self.name: value})
 
 
 class RunComfyEmulator:
@@ -42,7 +76,8 @@ class RunComfyEmulator:
     Jobs stay ``in_queue`` for ``queue_seconds`` after submit, ``in_progress`` for ``run_seconds``,
     then finish: ``failed`` with ``failure_message`` when it is set, else after fetching and checking
     the input images, ``succeeded`` with real output files served by the emulator. The knobs
-    ``queue_seconds``, ``run_seconds``, ``failure_message``, ``result_ttl_seconds`` and ``balance``
+    ``queue_seconds``, ``run_seconds``, ``failure_message``, ``result_ttl_seconds``, ``balance`` and
+    ``hold_until_submits`` (the next N jobs stay queued until the N-th is submitted, then all start)
     can be changed at any time and apply to jobs submitted afterwards.
 
     Args:
@@ -77,6 +112,7 @@ class RunComfyEmulator:
         failure_message: str | None = None,
         result_ttl_seconds: float | None = None,
         balance: int | None = None,
+        hold_until_submits: int | None = None,
         record_peer_pid: bool = False,
         max_output_side: int = 1024,
         public_url: str | None = None,
@@ -95,6 +131,7 @@ class RunComfyEmulator:
                 "failure_message": failure_message,
                 "result_ttl_seconds": result_ttl_seconds,
                 "balance": balance,
+                "hold_until_submits": hold_until_submits,
                 "dialect": dialect,
             }
         )
@@ -292,70 +329,31 @@ class RunComfyEmulator:
 
     # ------------------------------------------------------------------ knobs
 
-    @property
-    def queue_seconds(self) -> float:
-        """Seconds a new job stays ``in_queue``."""
-        return self._config.queue_seconds
-
-    @queue_seconds.setter
-    def queue_seconds(self, value: float) -> None:
-        self._config.update({"queue_seconds": value})
-
-    @property
-    def run_seconds(self) -> float:
-        """Seconds a new job stays ``in_progress`` (longer if making its outputs takes longer)."""
-        return self._config.run_seconds
-
-    @run_seconds.setter
-    def run_seconds(self, value: float) -> None:
-        self._config.update({"run_seconds": value})
-
-    @property
-    def failure_message(self) -> str | None:
-        """When set, new jobs end ``failed`` with this ``error`` text."""
-        return self._config.failure_message
-
-    @failure_message.setter
-    def failure_message(self, value: str | None) -> None:
-        self._config.update({"failure_message": value})
-
-    @property
-    def result_ttl_seconds(self) -> float | None:
-        """Seconds after finishing when a new job's id starts answering 404001 (``None``: never)."""
-        return self._config.result_ttl_seconds
-
-    @result_ttl_seconds.setter
-    def result_ttl_seconds(self, value: float | None) -> None:
-        self._config.update({"result_ttl_seconds": value})
-
-    @property
-    def balance(self) -> int | None:
-        """Submits the account can still pay for (``None``: unlimited)."""
-        return self._config.balance
-
-    @balance.setter
-    def balance(self, value: int | None) -> None:
-        self._config.update({"balance": value})
-
-    @property
-    def dialect(self) -> Dialect:
-        """How answers are worded (see ``dialect.py``); set a ``Dialect`` or a preset name (``"live"``)."""
-        return self._config.dialect
-
-    @dialect.setter
-    def dialect(self, value: Dialect | str) -> None:
-        self._config.update({"dialect": value})
+    queue_seconds: _Knob[float, float] = _Knob("Seconds a new job stays ``in_queue``.")
+    run_seconds: _Knob[float, float] = _Knob(
+        "Seconds a new job stays ``in_progress`` (longer if making its outputs takes longer)."
+    )
+    failure_message: _Knob[str | None, str | None] = _Knob(
+        "When set, new jobs end ``failed`` with this ``error`` text."
+    )
+    result_ttl_seconds: _Knob[float | None, float | None] = _Knob(
+        "Seconds after finishing when a new job's id starts answering 404001 (``None``: never)."
+    )
+    balance: _Knob[int | None, int | None] = _Knob(
+        "Submits the account can still pay for (``None``: unlimited)."
+    )
+    hold_until_submits: _Knob[int | None, int | None] = _Knob(
+        "Hold the next jobs ``in_queue`` until this many were submitted, then start them all (one-shot)."
+    )
+    dialect: _Knob[Dialect, Dialect | str] = _Knob(
+        'How answers are worded (see ``dialect.py``); set a ``Dialect`` or a preset name (``"live"``).'
+    )
 
     # ------------------------------------------------------------------ the model catalog
 
-    @property
-    def catalog_available(self) -> bool:
-        """Whether ``GET /v1/models...`` answers; ``False`` makes it answer 503 (submits still work)."""
-        return self._config.catalog_available
-
-    @catalog_available.setter
-    def catalog_available(self, value: bool) -> None:
-        self._config.update({"catalog_available": value})
+    catalog_available: _Knob[bool, bool] = _Knob(
+        "Whether ``GET /v1/models...`` answers; ``False`` makes it answer 503 (submits still work)."
+    )
 
     def add_model(
         self,

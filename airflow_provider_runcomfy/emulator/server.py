@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import sys
 import time
@@ -85,6 +86,10 @@ class EmulatorConfig:
     ``balance`` is how many more submits the account can pay for (``None``: unlimited); every
     accepted submit uses one, and at 0 a submit answers 402 with error_code 400002.
     ``catalog_available`` False makes the three catalog endpoints answer 503 (submits still work).
+    ``hold_until_submits`` N holds the next jobs ``in_queue`` until N of them have been submitted, then
+    starts them all at once (each with its own queue and run seconds from then) and clears itself. It
+    makes "these N jobs were in flight together" a fact of the emulator rather than of the machine's
+    speed: with one worker slot, N deferrable tasks can only all submit if each gave its slot back.
 
     ``dialect`` is the exception: it shapes every answer from the moment it is set (a preset name
     such as ``"live"``, names joined with ``+``, a ``Dialect``, or a dict of its flags).
@@ -96,6 +101,7 @@ class EmulatorConfig:
     result_ttl_seconds: float | None = None
     balance: int | None = None
     catalog_available: bool = True
+    hold_until_submits: int | None = None
     dialect: Dialect = field(default_factory=Dialect)
 
     def update(self, data: dict[str, Any]) -> None:
@@ -128,9 +134,12 @@ class EmulatorConfig:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 checked[key] = value
-            else:  # balance
-                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                    raise ValueError(f"{key} must be an integer >= 0 or null")
+            else:  # balance, hold_until_submits
+                low = 1 if key == "hold_until_submits" else 0
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < low
+                ):
+                    raise ValueError(f"{key} must be an integer >= {low} or null")
                 checked[key] = value
         for key, value in checked.items():
             setattr(self, key, value)
@@ -254,6 +263,8 @@ class EmulatorServer:
         self._jobs: dict[str, Job] = {}
         self._queue: dict[str, Job] = {}
         self._ttl_jobs: set[str] = set()
+        #: Jobs held by ``hold_until_submits``, with their own (queue, run) seconds for the release.
+        self._held: list[tuple[Job, float, float]] = []
         self._conn_tasks: set[asyncio.Task[Any]] = set()
         self._bg_tasks: set[asyncio.Task[Any]] = set()
         self._samples: dict[str, tuple[bytes, str]] = {}
@@ -571,6 +582,8 @@ class EmulatorServer:
         self._queue[rid] = job
         if job.result_ttl is not None:
             self._ttl_jobs.add(rid)
+        if cfg.hold_until_submits is not None:
+            self._hold(job, queue_seconds, run_seconds, cfg.hold_until_submits)
         job.task = asyncio.get_running_loop().create_task(self._run_job(job))
         ctx.request_id = rid
         base = f"{self.base_url}/v1/requests/{rid}"
@@ -586,8 +599,26 @@ class EmulatorServer:
             ),
         )
 
+    def _hold(self, job: Job, queue_seconds: float, run_seconds: float, until: int) -> None:
+        """Keep ``job`` queued with the others held; once ``until`` are held, start them all now."""
+        job.start_at = job.finish_at = math.inf
+        job.released = asyncio.Event()
+        self._held.append((job, queue_seconds, run_seconds))
+        if len(self._held) < until:
+            return
+        now = time.time()
+        for held, queue, run in self._held:
+            held.start_at = now + queue
+            held.finish_at = held.start_at + run
+            if held.released is not None:
+                held.released.set()
+        self._held.clear()
+        self.config.hold_until_submits = None
+
     async def _run_job(self, job: Job) -> None:
         """Wait for the job's start, then do its work in the thread pool so outputs precede completion."""
+        if job.released is not None:
+            await job.released.wait()
         delay = job.start_at - time.time()
         if delay > 0:
             await asyncio.sleep(delay)

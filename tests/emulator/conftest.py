@@ -33,6 +33,7 @@ def rc(rc_server: RunComfyEmulator) -> Iterator[RunComfyEmulator]:
     rc_server.failure_message = None
     rc_server.result_ttl_seconds = None
     rc_server.balance = None
+    rc_server.hold_until_submits = None
     rc_server.catalog_available = True
     rc_server.dialect = "documented"
     yield rc_server

@@ -21,7 +21,7 @@ from airflow_provider_runcomfy.emulator import RunComfyEmulator, blob_bytes
 from airflow_provider_runcomfy.emulator.media import sample_names
 
 from .conftest import TOKEN
-from .helpers import ECHO, image_size, submit
+from .helpers import ECHO, image_size, submit, wait_result
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -311,3 +311,40 @@ def test_cli_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert not ready.exists()
+
+
+def test_held_jobs_stay_queued_until_the_last_is_submitted_then_all_start(
+    rc: RunComfyEmulator, client: httpx.Client
+) -> None:
+    """``hold_until_submits``: "these jobs ran together" is the emulator's fact, not the clock's."""
+    rc.hold_until_submits = 3
+    first = [submit(client, ECHO, {"n": i}) for i in range(2)]
+    time.sleep(1.0)  # well past queue (0.3 s) + run (0.4 s): unheld jobs would be done
+    assert [client.get(f"/v1/requests/{rid}/status").json()["status"] for rid in first] == ["in_queue"] * 2
+    last = submit(client, ECHO, {"n": 2})
+    results = [wait_result(client, rid, timeout=10) for rid in [*first, last]]
+    assert [r["status"] for r in results] == ["succeeded"] * 3
+    jobs = {j["request_id"]: j for j in rc.jobs()}
+    submitted_last = max(jobs[rid]["created_at"] for rid in [*first, last])
+    assert all(jobs[rid]["finished_at"] > submitted_last for rid in first)
+    # One-shot: the knob cleared itself, and the next job runs on its own clock.
+    assert rc.hold_until_submits is None
+    assert wait_result(client, submit(client, ECHO, {"n": 3}), timeout=10)["status"] == "succeeded"
+
+
+def test_a_held_job_can_be_cancelled_and_the_hold_knob_is_checked(
+    rc: RunComfyEmulator, client: httpx.Client
+) -> None:
+    rc.hold_until_submits = 2
+    held = submit(client, ECHO, {"n": 0})
+    answer = client.post(f"/v1/requests/{held}/cancel")
+    assert answer.status_code == 202
+    assert client.get(f"/v1/requests/{held}/status").json()["status"] == "cancelled"
+    other = submit(client, ECHO, {"n": 1})  # the second submit releases the hold; the cancel stands
+    assert wait_result(client, other, timeout=10)["status"] == "succeeded"
+    assert client.get(f"/v1/requests/{held}/result").json()["status"] == "cancelled"
+    bad = httpx.post(f"{rc.base_url}/_emulator/config", json={"hold_until_submits": 0})
+    assert bad.status_code == 400
+    assert "hold_until_submits must be an integer >= 1 or null" in bad.text
+    with pytest.raises(ValueError, match="hold_until_submits"):
+        rc.hold_until_submits = -1
