@@ -25,6 +25,7 @@ This module is light on purpose (no httpx, no Pillow): operators import it while
 
 from __future__ import annotations
 
+import contextlib
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -300,11 +301,16 @@ class RequestWatch:
     polled every few seconds would otherwise drown the task log; an unknown word is logged once per
     request and endpoint.
 
+    A deferrable task looks once before it defers and the trigger goes on from there: the task hands
+    :meth:`memory` to the trigger, which rebuilds the same watch from it, so what the task already
+    logged is not logged again and a silent result counts across the deferral.
+
     :param request_id: the RunComfy request id.
     :param log: the logger of the trigger or the task.
+    :param memory: what an earlier watch of the same request saw (:meth:`memory`), to go on from.
     """
 
-    def __init__(self, request_id: str, log: Any) -> None:
+    def __init__(self, request_id: str, log: Any, memory: dict[str, Any] | None = None) -> None:
         self.request_id = request_id
         self.log = log
         self._last: tuple[Any, Any] | None = None
@@ -312,6 +318,28 @@ class RequestWatch:
         self._status_phase = Phase.IN_FLIGHT
         self._unknown: set[tuple[Endpoint, str]] = set()
         self._silent_results = 0
+        if memory:
+            self._recall(memory)
+
+    def memory(self) -> dict[str, Any]:
+        """What this watch saw, as JSON-able data for :class:`RequestWatch` ``(memory=...)`` (no secret)."""
+        return {
+            "last": None if self._last is None else list(self._last),
+            "word": None if self._word is None else self._word.value,
+            "status_phase": self._status_phase.value,
+            "unknown": sorted([endpoint.value, text] for endpoint, text in self._unknown),
+            "silent_results": self._silent_results,
+        }
+
+    def _recall(self, memory: dict[str, Any]) -> None:
+        """Take over an earlier watch's memory; anything unreadable (another version's) is ignored."""
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            last = memory.get("last")
+            self._last = None if last is None else (last[0], last[1])
+            self._word = read_word(memory.get("word"))
+            self._status_phase = Phase(memory.get("status_phase", Phase.IN_FLIGHT.value))
+            self._unknown = {(Endpoint(e), str(t)) for e, t in memory.get("unknown", ())}
+            self._silent_results = int(memory.get("silent_results", 0))
 
     def observe(self, body: dict[str, Any]) -> Phase:
         """

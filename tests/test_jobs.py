@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -247,3 +248,32 @@ def test_cancel_outcome_predicates() -> None:
     assert [o for o in CancelOutcome if o.is_confirmed] == [CancelOutcome.CANCELLED]
     assert {o for o in CancelOutcome if o.is_accepted} == {CancelOutcome.CANCELLED, CancelOutcome.REQUESTED}
     assert "not confirmed" in CancelOutcome.REQUESTED.description
+
+
+def test_a_watch_goes_on_from_an_earlier_watchs_memory_across_a_deferral() -> None:
+    """The task's check before deferring and the trigger are one watch: nothing logged twice, one streak."""
+    log = Log()
+    task_side = RequestWatch("r1", log)
+    task_side.observe({"status": "warming_up", "queue_position": None})
+    task_side.observe({"status": "failed"})
+    assert task_side.outcome(result_body("in_progress")) is None, "the first silent result: ask again"
+    memory = task_side.memory()
+    assert json.loads(json.dumps(memory)) == memory, "trigger kwargs must be JSON-able"
+
+    trigger_side = RequestWatch("r1", log, memory)
+    trigger_side.observe({"status": "failed"})
+    assert log.count("is failed") == 1, "an unchanged status is not logged again"
+    ended = trigger_side.outcome(result_body("in_progress"))
+    assert ended is not None, "the second silent result in a row, counted across the deferral"
+    assert ended["status"] == "failed"
+    again = RequestWatch("r1", log, memory)
+    again.observe({"status": "warming_up"})
+    assert log.count("'warming_up' on the status endpoint") == 1, "the task already said it"
+
+
+@pytest.mark.parametrize("memory", [None, {}, {"status_phase": "no-such-phase"}, {"unknown": [[1]]}])
+def test_an_empty_or_unreadable_memory_starts_a_fresh_watch(memory: Any) -> None:
+    watch = RequestWatch("r1", Log(), memory)
+    assert watch.may_be_queued
+    watch.observe({"status": "failed"})
+    assert watch.outcome(result_body("in_progress")) is None

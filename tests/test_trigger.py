@@ -46,6 +46,7 @@ def test_serialize_holds_no_secret_and_round_trips() -> None:
         "cancel_on_timeout": True,
         "cancel_on_kill": False,
         "max_failed_polls": 5,
+        "watch_memory": None,
     }
     assert RunComfyRequestTrigger(**kwargs).serialize() == (classpath, kwargs)
     assert RunComfyRequestTrigger("only-the-id").serialize()[1]["request_id"] == "only-the-id"

@@ -479,11 +479,12 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             self._end_time = time.time() + float(self.timeout)
         if self.deferrable:
             # The job may be done already (a quick model, a reconnect): then no deferral at all.
-            outcome = self._outcome_if_finished(request_id)
+            watch = RequestWatch(request_id, self.log)
+            outcome = self._outcome_if_finished(watch)
             if outcome is not None:
                 return self._finish(context, outcome)
             self.defer(
-                trigger=self._trigger(request_id),
+                trigger=self._trigger(request_id, watch),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=float(self.timeout)) + DEFERRAL_GRACE,
             )
@@ -521,7 +522,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
 
     # -- deferral ----------------------------------------------------------------------------------
 
-    def _outcome_if_finished(self, request_id: str) -> dict[str, Any] | None:
+    def _outcome_if_finished(self, watch: RequestWatch) -> dict[str, Any] | None:
         """
         One status check before deferring: the outcome if the job is over, else ``None``.
 
@@ -529,18 +530,20 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         with the same retry policy. Errors no poll can fix (auth, not found) still fail at once.
         """
         try:
-            return look_once(self.hook, RequestWatch(request_id, self.log))
+            return look_once(self.hook, watch)
         except WAIT_FATAL_ERRORS:
             raise
         except RunComfyError as err:
-            self.log.warning("Status check of request %s failed (%s); the trigger will poll", request_id, err)
+            self.log.warning(
+                "Status check of request %s failed (%s); the trigger will poll", watch.request_id, err
+            )
             return None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger fired: return the URLs on success, raise on anything else."""
         return self._finish(context, event)
 
-    def _trigger(self, request_id: str) -> RunComfyRequestTrigger:
+    def _trigger(self, request_id: str, watch: RequestWatch) -> RunComfyRequestTrigger:
         from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
 
         return RunComfyRequestTrigger(
@@ -550,6 +553,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             end_time=self._end_time,
             cancel_on_timeout=True,
             cancel_on_kill=self.cancel_on_kill,
+            watch_memory=watch.memory(),
         )
 
     # -- helpers -----------------------------------------------------------------------------------

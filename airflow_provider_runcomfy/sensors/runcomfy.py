@@ -87,6 +87,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
                 end_time=time.time() + timeout,
                 cancel_on_timeout=True,
                 cancel_on_kill=self.cancel_on_kill,
+                watch_memory=self._watch().memory(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE,

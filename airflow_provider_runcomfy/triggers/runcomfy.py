@@ -50,6 +50,8 @@ class RunComfyRequestTrigger(BaseTrigger):
     :param cancel_on_timeout: cancel a still-queued job when the deadline passes.
     :param cancel_on_kill: cancel a still-queued job when a user kills the deferred task (Airflow 3.3+).
     :param max_failed_polls: how many polls in a row may fail (after their retries) before giving up.
+    :param watch_memory: what the task saw in its check before deferring (``RequestWatch.memory()``),
+        so the trigger goes on from there instead of logging it again.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
         max_failed_polls: int = 5,
+        watch_memory: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.request_id = request_id
@@ -70,6 +73,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         self.cancel_on_timeout = cancel_on_timeout
         self.cancel_on_kill = cancel_on_kill
         self.max_failed_polls = max_failed_polls
+        self.watch_memory = watch_memory
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the kwargs that rebuild this trigger (no secret among them)."""
@@ -83,6 +87,7 @@ class RunComfyRequestTrigger(BaseTrigger):
                 "cancel_on_timeout": self.cancel_on_timeout,
                 "cancel_on_kill": self.cancel_on_kill,
                 "max_failed_polls": self.max_failed_polls,
+                "watch_memory": self.watch_memory,
             },
         )
 
@@ -101,7 +106,7 @@ class RunComfyRequestTrigger(BaseTrigger):
             await hook.aclose()
 
     async def _wait(self, hook: Any) -> dict[str, Any]:
-        watch = RequestWatch(self.request_id, self.log)
+        watch = RequestWatch(self.request_id, self.log, self.watch_memory)
         failed_polls = 0
         await asyncio.sleep(self._capped(random.uniform(0, self.poll_interval)))  # spread the first poll
         while True:
