@@ -12,16 +12,15 @@ import atexit
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_runcomfy.emulator.process import EmulatorProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -97,104 +96,32 @@ def http_conn(base_url: str) -> str:
 # -- the emulator, in its own process ---------------------------------------------------------------
 
 
-class Emulator:
+class Emulator(EmulatorProcess):
     """
-    The bundled emulator run as a separate process (``python -m airflow_provider_runcomfy.emulator``).
+    The package's :class:`EmulatorProcess`, started at once, in a scratch directory and the
+    benchmark environment, without client-PID lookups (thousands of connections would crawl).
 
-    Its CPU and memory are never counted against the client being measured. Talk to its control
-    endpoints with :meth:`control` (stdlib only, one connection per call, not counted: the control
-    endpoints are not in the request log).
+    Its CPU and memory are never counted against the client being measured (:meth:`cpu_seconds` is
+    the emulator's own). The control endpoints are not in the request log.
     """
 
     def __init__(
         self, *, queue_seconds: float = 0.0, run_seconds: float = 10.0, python: str = sys.executable
-    ):
-        self._dir = scratch_dir("emulator-")
-        ready = Path(self._dir) / "ready.json"
-        self._proc = subprocess.Popen(
-            [
-                python,
-                "-m",
-                "airflow_provider_runcomfy.emulator",
-                "--host",
-                "127.0.0.1",
-                "--token",
-                TOKEN,
-                "--queue-seconds",
-                str(queue_seconds),
-                "--run-seconds",
-                str(run_seconds),
-                "--ready-file",
-                str(ready),
-            ],
+    ) -> None:
+        super().__init__(
+            scratch_dir("emulator-"),
+            token=TOKEN,
+            queue_seconds=queue_seconds,
+            run_seconds=run_seconds,
+            record_peer_pid=False,
+            python=python,
             env=airflow_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
         )
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
-                self.stop()
-                raise RuntimeError(f"the emulator did not start: {err[-2000:]}")
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
-        self.base_url: str = info["base_url"]
-        self.pid: int = info["pid"]
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def control(self, method: str, path: str, data: Any = None, timeout: float = 60) -> Any:
-        """Call ``/_emulator/{path}`` and return its JSON."""
-        body = None if data is None else json.dumps(data).encode()
-        request = urllib.request.Request(
-            f"{self.base_url}/_emulator/{path}",
-            data=body,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with self._opener.open(request, timeout=timeout) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def configure(self, **knobs: Any) -> None:
-        """Change the knobs of jobs submitted from now on (``queue_seconds``, ``run_seconds``...)."""
-        self.control("POST", "config", knobs)
-
-    def requests(self) -> list[dict[str, Any]]:
-        """The request log (every non-control request since the last :meth:`clear_requests`)."""
-        result: list[dict[str, Any]] = self.control("GET", "requests")
-        return result
-
-    def clear_requests(self) -> None:
-        """Empty the request log."""
-        self.control("DELETE", "requests")
-
-    def jobs(self) -> list[dict[str, Any]]:
-        """Every job the emulator knows."""
-        result: list[dict[str, Any]] = self.control("GET", "jobs")
-        return result
+        self.start(timeout=30)
 
     def cpu_seconds(self) -> float:
         """The emulator process's CPU time so far (user + system), from ``/proc``."""
         return proc_cpu_seconds(self.pid)
-
-    def stop(self) -> None:
-        """Stop the emulator (SIGTERM, then SIGKILL after 10 s) and wait for it."""
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stderr is not None:
-            self._proc.stderr.close()
-
-    def __enter__(self) -> Emulator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @contextmanager

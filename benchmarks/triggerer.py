@@ -35,7 +35,7 @@ import asyncio
 import gc
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import (
     Emulator,
@@ -52,6 +52,9 @@ from benchmarks.common import (
     wait_until_rendered,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_runcomfy.emulator.records import RequestRecord
 
 RUNCOMFY_CONN_ID = "runcomfy_bench"
 HTTP_CONN_ID = "runcomfy_bench_http"
@@ -249,7 +252,7 @@ def _figures(
     n: int,
     interval: float,
     run: dict[str, Any],
-    records: list[dict[str, Any]],
+    records: list[RequestRecord],
     jobs: dict[str, dict[str, Any]],
     ids: list[str],
     cpu: float,
@@ -262,15 +265,15 @@ def _figures(
 ) -> dict[str, Any]:
     # A "poll" is one look at a job: a status call (ours) or a GET of the output file (HttpSensor).
     # Ours also reads the result once per job; that call is counted apart, its CPU charged to polls.
-    def is_poll(rec: dict[str, Any]) -> bool:
-        path = rec["path"]
+    def is_poll(rec: RequestRecord) -> bool:
+        path = rec.path
         return path.endswith("/status") if impl == "runcomfy" else path.startswith("/files/")
 
     polls = [r for r in records if is_poll(r)]
     others = [r for r in records if not is_poll(r)]
     by_job: dict[str, list[float]] = {}
     for rec in polls:
-        by_job.setdefault(rec["request_id"], []).append(rec["time"])
+        by_job.setdefault(str(rec.request_id), []).append(rec.time)
 
     # Achieved rate: the mean gap between one job's consecutive polls, against the interval wanted.
     gaps = [
@@ -296,7 +299,7 @@ def _figures(
     steady_cpu_ms = float("nan")
     if len(window) >= 2:
         (t0, c0), (t1, c1) = window[0], window[-1]
-        count = sum(1 for r in polls if t0 <= r["time"] < t1)
+        count = sum(1 for r in polls if t0 <= r.time < t1)
         steady_cpu_ms = (c1 - c0) * 1000 / count if count else float("nan")
 
     stalls = run["stalls"]
@@ -333,7 +336,7 @@ def _figures(
         "rss_peak_in_flight_mib": peak_rss / 2**20,
         "rss_kib_per_trigger": (peak_rss - rss_before) / 1024 / n,
         "tcp_connects": run["connects"],
-        "tcp_distinct_client_ports": len({tuple(r["peer"]) for r in records}),
+        "tcp_distinct_client_ports": len({tuple(r.peer) for r in records}),
         "tcp_active_opens_host": opens,
         "latency_p50_s": percentile(latencies, 50),
         "latency_p95_s": percentile(latencies, 95),

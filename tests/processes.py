@@ -1,6 +1,7 @@
 """
-Processes that tests start and stop themselves: the emulator as its own process, and the helpers to
-give a child a clean environment, find its descendants and stop them all by PID.
+Processes that tests start and stop themselves: the emulator as its own process (the package's
+``EmulatorProcess`` with a clean environment), and the helpers to give a child a clean environment,
+find its descendants and stop them all by PID.
 
 Shared by the real-process test (a real Airflow deployment) and the trigger chaos test (thousands of
 triggers against an emulator whose CPU and memory are not the test process's).
@@ -9,7 +10,6 @@ triggers against an emulator whose CPU and memory are not the test process's).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from airflow_provider_runcomfy.emulator.control import EmulatorControl
+from airflow_provider_runcomfy.emulator.process import EmulatorProcess as _EmulatorProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from airflow_provider_runcomfy.emulator.records import RequestRecord
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -114,85 +113,12 @@ def tail(path: Path, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class EmulatorProcess:
-    """
-    The RunComfy emulator as its own process (by default recording the client PID of every request).
+class EmulatorProcess(_EmulatorProcess):
+    """The package's ``EmulatorProcess`` with the tests' clean environment (:func:`base_env`)."""
 
-    ``extra_args`` go to ``python -m airflow_provider_runcomfy.emulator`` as they are (``--fault-seed``,
-    ``--queue-seconds``...; later ones win).
-    """
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        token: str,
-        run_seconds: float = 2.0,
-        record_peer_pid: bool = True,
-        extra_args: Sequence[str] = (),
-    ) -> None:
-        self.workdir = workdir
-        self.run_seconds = run_seconds
-        self.token = token
-        self.record_peer_pid = record_peer_pid
-        self.extra_args = list(extra_args)
-        self.ready_file = workdir / "emulator-ready.json"
-        self.log_path = workdir / "emulator.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.base_url = ""
-        self.control: EmulatorControl | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the emulator and wait until its ready file says where it listens."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "airflow_provider_runcomfy.emulator",
-            "--port",
-            "0",
-            "--ready-file",
-            str(self.ready_file),
-            *(["--record-peer-pid"] if self.record_peer_pid else []),
-            "--queue-seconds",
-            "0",
-            "--run-seconds",
-            str(self.run_seconds),
-            "--token",
-            self.token,
-            *self.extra_args,
-        ]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, env=base_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while not self.ready_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the emulator exited with {self.proc.returncode}:\n{tail(self.log_path)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the emulator was not ready in {timeout} s:\n{tail(self.log_path)}")
-            time.sleep(0.1)
-        self.base_url = json.loads(self.ready_file.read_text(encoding="utf-8"))["base_url"]
-        self.control = EmulatorControl(self.base_url)
-
-    def conn_json(self) -> str:
-        """The ``AIRFLOW_CONN_RUNCOMFY_DEFAULT`` value pointing at this emulator."""
-        return json.dumps({"conn_type": "runcomfy", "host": self.base_url, "password": self.token})
-
-    def requests(self) -> list[RequestRecord]:
-        """The request log (``GET /_emulator/requests``)."""
-        assert self.control is not None
-        return self.control.requests()
-
-    def jobs(self) -> list[dict[str, Any]]:
-        """Every job the emulator knows (``GET /_emulator/jobs``)."""
-        assert self.control is not None
-        return self.control.jobs()
-
-    def stop(self) -> None:
-        """Stop the emulator (SIGTERM, then SIGKILL)."""
-        if self.proc is not None:
-            stop_processes([self.proc], grace=10)
+    def __init__(self, workdir: Path, **kwargs: Any) -> None:
+        kwargs.setdefault("env", base_env())
+        super().__init__(workdir, **kwargs)
 
 
 def airflow_cli(args: Sequence[str], *, env: dict[str, str], workdir: Path, timeout: float) -> str:

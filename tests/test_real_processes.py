@@ -20,7 +20,8 @@ each task's single status check right before it defers. The same DAG waiting in 
 (``deferrable=False``) then runs for comparison; both wall times are printed (``pytest -s``) and
 written to ``real_process_timings.json`` in the test's tmp dir.
 
-``EmulatorProcess`` (in ``tests/processes.py``) and ``AirflowStack`` are reusable (benchmarks):
+``EmulatorProcess`` (the package's ``airflow_provider_runcomfy.emulator.process``, with a clean environment
+from ``tests/processes.py``) and ``AirflowStack`` are reusable (benchmarks):
 ``start()``, ``trigger(dag_id)``, ``wait_run(dag_id, run_id)``, ``stop()``. Skip the test with
 ``RUNCOMFY_SKIP_REAL_PROCESSES=1`` or ``-k "not real_processes"``.
 """

@@ -27,6 +27,7 @@ from .control import EmulatorControl
 from .dialect import PRESETS as DIALECTS
 from .dialect import Dialect
 from .media import blob_bytes
+from .process import EmulatorProcess
 from .records import Fault, RequestRecord
 from .rules import ECHO_MODEL, EDIT_MODEL, MODELS, SIZE_FIELD, VIDEO_MODEL, InputError
 from .runner import RunComfyEmulator
@@ -45,6 +46,7 @@ __all__ = [
     "Dialect",
     "EmulatorConfig",
     "EmulatorControl",
+    "EmulatorProcess",
     "EmulatorServer",
     "Fault",
     "InputError",

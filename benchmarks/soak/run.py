@@ -195,10 +195,9 @@ class Soak:
         self.emulator = EmulatorProcess(
             self.workdir,
             token=TOKEN,
+            queue_seconds=options.deferred_job[0],
             run_seconds=options.deferred_job[1],
             extra_args=[
-                "--queue-seconds",
-                str(options.deferred_job[0]),
                 "--fault-seed",
                 str(options.seed),
                 "--log-maxlen",
@@ -219,7 +218,6 @@ class Soak:
 
     def log(self) -> list[Any]:
         """The emulator's request log so far, fetched incrementally (it grows to many thousands)."""
-        assert self.emulator.control is not None
         since = self._log[-1].time - 5 if self._log else None  # answers are logged slightly out of order
         for record in self.emulator.control.requests(since=since):
             key = (record.time, record.method, record.path, tuple(record.peer), record.status)
@@ -388,7 +386,6 @@ class Soak:
     def _storm(self) -> bool:
         if self._elapsed() < 25:
             return False
-        assert self.emulator.control is not None
         calls = max(100, self.o.jobs)
         storm = [
             Fault(path=r"^/v1/requests/", status=503, retry_after=2, times=calls),

@@ -348,3 +348,22 @@ def test_a_held_job_can_be_cancelled_and_the_hold_knob_is_checked(
     assert "hold_until_submits must be an integer >= 1 or null" in bad.text
     with pytest.raises(ValueError, match="hold_until_submits"):
         rc.hold_until_submits = -1
+
+
+def test_emulator_process_runs_it_as_its_own_process_and_stops_it(tmp_path: Path) -> None:
+    from airflow_provider_runcomfy.emulator import EmulatorProcess
+
+    with EmulatorProcess(tmp_path, token=TOKEN, run_seconds=0.2, extra_args=["--fault-seed", "7"]) as emu:
+        assert emu.pid != os.getpid()
+        assert json.loads(emu.conn_json())["host"] == emu.base_url
+        assert emu.configure(queue_seconds=0.1)["queue_seconds"] == 0.1
+        with httpx.Client(base_url=emu.base_url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            rid = submit(client, ECHO, {"n": 1})
+            assert wait_result(client, rid)["status"] == "succeeded"
+        (record,) = [r for r in emu.requests() if r.method == "POST"]
+        assert record.pid == os.getpid(), "it records the client's PID by default"
+        assert [j["request_id"] for j in emu.jobs()] == [rid]
+        proc = emu.proc
+    assert proc is not None
+    assert proc.poll() is not None, "stopped on leaving the block"
+    assert not emu.ready_file.exists()
