@@ -138,7 +138,7 @@ def real_processes() -> dict[str, Any]:
     from tests import test_real_processes as real
 
     workdir = Path(scratch_dir("real-processes-"))
-    emulator = real.EmulatorProcess(workdir, token=real.TOKEN)
+    emulator = real.EmulatorProcess(workdir, token=real.TOKEN, run_seconds=real.JOB_SECONDS)
     emulator.start()
     try:
         stack = real.AirflowStack(
