@@ -214,3 +214,33 @@ def test_cleanup_never_cancels(emu: Any) -> None:
     asyncio.run(start_then_stop())
     assert not [r for r in emu.requests if r.path.endswith("/cancel")]
     assert RunComfyHook().get_status(request_id)["status"] == "in_queue"
+
+
+@pytest.mark.parametrize("emu", ["unknown-status"], indirect=True)
+def test_the_trigger_goes_on_from_the_tasks_look_before_deferring(
+    emu: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What the task logged before deferring (an unknown word) the trigger does not log again."""
+    from airflow_provider_runcomfy.jobs import RequestWatch
+    from airflow_provider_runcomfy.operators.runcomfy import look_once
+
+    def trigger_logs() -> str:  # stdlib logging on Airflow 2, structlog's console on Airflow 3
+        text = caplog.text + "".join(capfd.readouterr())
+        caplog.clear()
+        return text
+
+    caplog.set_level(logging.INFO)
+    said = "unknown status word 'warming_up' on the status endpoint"
+    task_log = logging.getLogger("runcomfy.test.task")
+    emu.queue_seconds, emu.run_seconds = 0.3, 0.3
+    task_watch = RequestWatch(request_id := submit(emu), task_log)
+    assert look_once(RunComfyHook(), task_watch) is None
+    assert said in trigger_logs(), "the task's look logs it"
+    memory = task_watch.memory()
+    (event,) = run_trigger(RunComfyRequestTrigger(request_id, poll_interval=0.05, watch_memory=memory))
+    assert event["status"] == "success"
+    assert said not in trigger_logs(), "the trigger went on from the task's watch"
+    # Without the memory (a trigger serialized by an older version) it says it once itself.
+    (event,) = run_trigger(RunComfyRequestTrigger(submit(emu), poll_interval=0.05))
+    assert event["status"] == "success"
+    assert said in trigger_logs()
