@@ -32,7 +32,10 @@ def job(emu: Any, request_id: str) -> dict[str, Any]:
 
 def status_polls_after_the_end(emu: Any, request_id: str) -> int:
     """Status polls of the request made after its job ended (finished or cancelled)."""
+    # ``finished_at`` is given to the millisecond, rounded down: a poll in that last millisecond before
+    # the end (which still said in flight) must not count as one after it.
     ended = datetime.fromisoformat(job(emu, request_id)["finished_at"].replace("Z", "+00:00")).timestamp()
+    ended += 0.001
     return len(
         [
             r
