@@ -229,3 +229,25 @@ def test_the_request_id_is_saved_for_retries_before_anything_else_after_the_paid
     edit_operator(emu).execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
     assert len(submits(emu)) == 1
     assert ti.xcom["request_id"] == saved
+
+
+class LostTIStore(FakeStore):
+    """A store whose task instance Airflow superseded meanwhile (the soak's 404 "Task instance not found")."""
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        raise RuntimeError("API_SERVER_ERROR: 404 Task instance not found")
+
+
+@needs_33
+def test_a_paid_job_whose_id_cannot_be_saved_is_cancelled_not_left_running_for_no_one(emu: Any) -> None:
+    """
+    Found by the 2,000-job soak: a superseded try submitted, could not save the id (404), and the next
+    try paid again while the first job ran. Now that first job is cancelled while it is still queued.
+    """
+    emu.queue_seconds = 30
+    with pytest.raises(RuntimeError, match="Task instance not found"):
+        edit_operator(emu).execute({"ti": FakeTI(), "task_state_store": LostTIStore()})  # type: ignore[arg-type]
+    (submit,) = submits(emu)
+    (job,) = [j for j in emu.jobs() if j["request_id"] == submit.request_id]
+    assert job["status"] == "cancelled"
+    assert [r.path for r in emu.requests if r.method == "POST"][-1].endswith(f"{submit.request_id}/cancel")

@@ -420,8 +420,34 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         client can close without an idempotency key.
         """
         store = context.get("task_state_store")
-        if store is not None and self.wait_for_completion and getattr(self, "durable", True):
+        if store is None or not self.wait_for_completion or not getattr(self, "durable", True):
+            return
+        try:
             store.set(self.external_id_key, request_id)
+        except Exception:
+            self._cancel_unrecorded(request_id)
+            raise
+
+    def _cancel_unrecorded(self, request_id: str) -> None:
+        """
+        Cancel a job just paid for whose id could not be saved: no retry could ever find it again.
+
+        The 2,000-job soak saw Airflow run a superseded try (its task instance reset by the scheduler
+        meanwhile): the POST went out, then saving the id answered 404 "Task instance not found", and
+        the next try paid again while the first job ran for no one. The job was queued a moment ago,
+        so a cancel normally takes it back; best effort, the original error is what the task reports.
+        """
+        self.log.error(
+            "The id of RunComfy request %s could not be saved for retries; cancelling it so that a retry "
+            "does not leave it running for no one",
+            request_id,
+        )
+        try:
+            outcome = self.hook.cancel(request_id)
+        except Exception as err:
+            self.log.warning("Cancelling RunComfy request %s failed: %s", request_id, err)
+        else:
+            self.log.warning("RunComfy request %s: cancel %s", request_id, outcome.value)
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """
