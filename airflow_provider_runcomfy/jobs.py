@@ -333,13 +333,17 @@ class RequestWatch:
 
     def _recall(self, memory: dict[str, Any]) -> None:
         """Take over an earlier watch's memory; anything unreadable (another version's) is ignored."""
-        with contextlib.suppress(TypeError, ValueError, KeyError):
+        with contextlib.suppress(TypeError, ValueError, KeyError, IndexError):
             last = memory.get("last")
-            self._last = None if last is None else (last[0], last[1])
-            self._word = read_word(memory.get("word"))
-            self._status_phase = Phase(memory.get("status_phase", Phase.IN_FLIGHT.value))
-            self._unknown = {(Endpoint(e), str(t)) for e, t in memory.get("unknown", ())}
-            self._silent_results = int(memory.get("silent_results", 0))
+            recalled = (
+                None if last is None else (last[0], last[1]),
+                read_word(memory.get("word")),
+                Phase(memory.get("status_phase", Phase.IN_FLIGHT.value)),
+                {(Endpoint(e), str(t)) for e, t in memory.get("unknown", ())},
+                int(memory.get("silent_results", 0)),
+            )
+            # All or nothing: a half-read memory would pair one watch's streak with another's word.
+            self._last, self._word, self._status_phase, self._unknown, self._silent_results = recalled
 
     def observe(self, body: dict[str, Any]) -> Phase:
         """

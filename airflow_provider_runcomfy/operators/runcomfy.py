@@ -425,29 +425,17 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         try:
             store.set(self.external_id_key, request_id)
         except Exception:
-            self._cancel_unrecorded(request_id)
+            # The 2,000-job soak saw Airflow run a superseded try (its task instance reset by the
+            # scheduler meanwhile): the POST went out, saving the id answered 404 "Task instance not
+            # found", and the next try paid again while this job ran for no one. It was queued a moment
+            # ago, so a cancel normally takes it back; best effort, the original error is reported.
+            self.log.error(
+                "The id of RunComfy request %s could not be saved for retries; cancelling it so that a "
+                "retry does not leave it running for no one",
+                request_id,
+            )
+            cancel_if_queued(self.hook, RequestWatch(request_id, self.log), self.log)
             raise
-
-    def _cancel_unrecorded(self, request_id: str) -> None:
-        """
-        Cancel a job just paid for whose id could not be saved: no retry could ever find it again.
-
-        The 2,000-job soak saw Airflow run a superseded try (its task instance reset by the scheduler
-        meanwhile): the POST went out, then saving the id answered 404 "Task instance not found", and
-        the next try paid again while the first job ran for no one. The job was queued a moment ago,
-        so a cancel normally takes it back; best effort, the original error is what the task reports.
-        """
-        self.log.error(
-            "The id of RunComfy request %s could not be saved for retries; cancelling it so that a retry "
-            "does not leave it running for no one",
-            request_id,
-        )
-        try:
-            outcome = self.hook.cancel(request_id)
-        except Exception as err:
-            self.log.warning("Cancelling RunComfy request %s failed: %s", request_id, err)
-        else:
-            self.log.warning("RunComfy request %s: cancel %s", request_id, outcome.value)
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """
@@ -614,13 +602,8 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
 
     def on_kill(self) -> None:
         """Cancel the job when the task is killed while it waits in the worker (``cancel_on_kill``)."""
-        if not (self.cancel_on_kill and self.request_id):
-            return
-        try:
-            outcome = self.hook.cancel(self.request_id)
-            self.log.info("RunComfy request %s %s", self.request_id, outcome.description)
-        except RunComfyError as err:
-            self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, err)
+        if self.cancel_on_kill and self.request_id:
+            cancel_if_queued(self.hook, RequestWatch(self.request_id, self.log), self.log)
 
 
 class RunComfyImageEditOperator(RunComfyModelOperator):
