@@ -198,6 +198,16 @@ class CancelOutcome(StrEnum):
         """RunComfy says the job is cancelled."""
         return self is CancelOutcome.CANCELLED
 
+    def __bool__(self) -> bool:
+        """
+        True only for a confirmed cancel.
+
+        ``RunComfyHook.cancel`` was first written to return ``bool``; code written to that contract
+        (``if hook.cancel(rid): ...``) must not read a refused or merely requested cancel as done, as
+        it would if this enum kept ``str``'s truthiness (every member a non-empty string).
+        """
+        return self.is_confirmed
+
     @property
     def is_accepted(self) -> bool:
         """RunComfy took the cancel (done or on its way): the job will most likely not be charged."""

@@ -5,6 +5,7 @@ Usage::
 
     scripts/bench              # the full run (about 6 minutes on 2 cores)
     scripts/bench --quick      # a smoke run: smaller N, fewer samples, no real-process fan-out
+    scripts/bench --pools      # only the three-way HTTP pool comparison (section 6), about 5 minutes
 
 Each part runs in its own process (see its module), one after the other, each against its own
 emulator process; every figure is printed beside its peer measured in the same run.
@@ -150,7 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"), help="the report to write")
     parser.add_argument("--json", default=None, help="also write every figure as JSON here")
+    parser.add_argument(
+        "--pools",
+        action="store_true",
+        help="run only the comparison of async HTTP pools and rewrite its section of the report",
+    )
     args = parser.parse_args(argv)
+    if args.pools:
+        _pools(Path(args.output), quick=args.quick)
+        return
     real = (not args.quick) if args.real is None else args.real
     command = (
         "scripts/bench"
@@ -186,6 +195,34 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.output}")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+
+
+def _pools(output: Path, *, quick: bool) -> None:
+    """The three-way pool comparison alone (``scripts/bench --pools``): print it, put it in the report."""
+    from benchmarks import pools
+
+    log = Path(tempfile.mkstemp(prefix="runcomfy-bench-pools-", suffix=".log")[1])
+    print(f"Comparing the async HTTP pools; part logs in {log}")
+    scratch = tempfile.mkdtemp(prefix="runcomfy-bench-")
+    os.environ["RUNCOMFY_BENCH_TMP"] = scratch
+    load_before = _load()
+    try:
+        figures = pools.compare(200 if quick else 1000, 1 if quick else 3, 6 if quick else 10, log)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    meta = {
+        "command": "scripts/bench --pools" + (" --quick" if quick else ""),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "load_before": load_before,
+        "load_after": _load(),
+        "decision": pools.decision(figures),
+    }
+    section = pools.render(figures, meta)
+    print()
+    print(section)
+    pools.write_section(output, section)
+    print(f"wrote section 6 of {output}")
 
 
 if __name__ == "__main__":

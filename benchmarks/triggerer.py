@@ -6,7 +6,9 @@ One scenario per process (so RSS, CPU and imports of one never leak into another
     python -m benchmarks.triggerer --impl runcomfy --n 1000 --interval 1 --json-out out.json
     python -m benchmarks.triggerer --impl http --n 1000 --interval 1
 
-``--impl runcomfy`` runs :class:`RunComfyRequestTrigger`; ``--impl http`` runs the do-it-yourself
+``--impl runcomfy`` runs :class:`RunComfyRequestTrigger` (with ``--pool httpx`` or ``--pool
+aiohttp`` its hook's async calls go through another connection pool, see :mod:`benchmarks.pools`);
+``--impl http`` runs the do-it-yourself
 alternative, the HTTP provider's ``HttpSensorTrigger`` (deferrable ``HttpSensor``). Both wait for the
 same kind of job on the same emulator (started here, in its own process, so its CPU is not counted):
 
@@ -179,7 +181,9 @@ async def _measure(triggers: list[Any], ids: list[str], timeout: float = 600) ->
     }
 
 
-def run_scenario(impl: str, n: int, interval: float | None, job_seconds: float) -> dict[str, Any]:
+def run_scenario(
+    impl: str, n: int, interval: float | None, job_seconds: float, pool: str = "shared"
+) -> dict[str, Any]:
     """Run one scenario end to end and return its figures."""
     # Long enough for the emulator to make every output before we start, then ``job_seconds`` of polling.
     setup = 1.5 + n * RENDER_SECONDS_PER_JOB
@@ -193,6 +197,11 @@ def run_scenario(impl: str, n: int, interval: float | None, job_seconds: float) 
         if impl == "runcomfy":
             import airflow_provider_runcomfy.hooks.runcomfy
             import airflow_provider_runcomfy.triggers.runcomfy  # noqa: F401
+            from benchmarks.pools import use_pool
+
+            use_pool(pool)
+            if pool == "aiohttp":
+                import aiohttp
         else:
             import aiohttp  # noqa: F401
             import airflow.providers.http.triggers.http  # noqa: F401
@@ -228,7 +237,7 @@ def run_scenario(impl: str, n: int, interval: float | None, job_seconds: float) 
         )
         records = emu.requests()
         jobs = {job["request_id"]: job for job in emu.jobs()}
-    return _figures(
+    figures = _figures(
         impl=impl,
         n=n,
         interval=float(effective_interval),
@@ -244,6 +253,8 @@ def run_scenario(impl: str, n: int, interval: float | None, job_seconds: float) 
         bare_gc=bare_gc,
         tracked_before=tracked_before,
     )
+    figures["pool"] = pool
+    return figures
 
 
 def _figures(
@@ -362,13 +373,14 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the scenario, run it, write its figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--impl", choices=("runcomfy", "http"), required=True)
+    parser.add_argument("--pool", choices=("shared", "httpx", "aiohttp"), default="shared")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=None, help="poll interval (default: the trigger's)")
     parser.add_argument("--job-seconds", type=float, default=10.0, help="how long each job is polled")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args(argv)
     prepare_process()
-    write_json(args.json_out, run_scenario(args.impl, args.n, args.interval, args.job_seconds))
+    write_json(args.json_out, run_scenario(args.impl, args.n, args.interval, args.job_seconds, args.pool))
 
 
 if __name__ == "__main__":

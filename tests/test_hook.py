@@ -114,6 +114,22 @@ def test_cancel_queued_job_cancelled_running_job_not_cancellable(emu: Any) -> No
     assert hook.cancel(running) is CancelOutcome.NOT_CANCELLABLE
 
 
+def test_a_cancel_outcome_is_true_only_when_confirmed(emu: Any) -> None:
+    """Code written to the first ``cancel() -> bool`` contract reads a refused cancel as not done."""
+    emu.queue_seconds = 0
+    emu.run_seconds = 30
+    hook = RunComfyHook()
+    running = hook.submit(EDIT, edit_inputs(emu))
+    deadline = time.monotonic() + 10
+    while hook.get_status(running)["status"] != "in_progress":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not hook.cancel(running), "not_cancellable must read as false"
+    emu.queue_seconds = 30
+    assert hook.cancel(hook.submit(EDIT, edit_inputs(emu))), "a confirmed cancel reads as true"
+    assert [bool(outcome) for outcome in CancelOutcome] == [True, False, False]
+
+
 def test_async_twins_look_the_connection_up_without_blocking(emu: Any) -> None:
     emu.queue_seconds = 30
     request_id = RunComfyHook().submit(EDIT, edit_inputs(emu))

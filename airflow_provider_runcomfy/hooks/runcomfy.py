@@ -311,8 +311,9 @@ class RunComfyHook(BaseHook):
 
         ``CANCELLED`` when it is cancelled, ``REQUESTED`` when RunComfy took the cancel without
         confirming it yet (the next status poll tells how the job ends), ``NOT_CANCELLABLE`` when it
-        is already running or finished. Only a queued job can be cancelled. Test the outcome with its
-        predicates (``is_confirmed``, ``is_accepted``): any member is a non-empty string, so truthy.
+        is already running or finished. Only a queued job can be cancelled. ``bool(outcome)`` is
+        ``True`` only for a confirmed cancel, so ``if hook.cancel(rid):`` reads as it did when this
+        returned ``bool``; ``is_accepted`` also counts a cancel that is on its way.
         """
         return self._cancel_outcome(self._request(self._request_call("POST", request_id, "cancel")))
 
