@@ -439,9 +439,13 @@ class SharedAsyncTransport(httpx.AsyncBaseTransport):
     A triggerer runs every trigger in one event loop, and a fan-out DAG can defer a thousand RunComfy
     waits at once. A client with its own connections per trigger means a thousand connections and a
     thousand pools (about 40 KiB each, and a reconnect per poll once a connection idles past httpx's
-    5 s keep-alive), and httpx's own pool (httpcore on anyio) costs about 0.4 ms of CPU per request;
-    one httpx pool shared by all of them re-scans every connection and queued request on every
-    request and collapses (see ``BENCHMARKS.md``). So every hook on a loop shares one :class:`_LoopPool`:
+    default 5 s keep-alive). Sharing a stock pool instead was measured (``BENCHMARKS.md`` section 6,
+    ``scripts/bench --pools``: 1,000 triggers polling every second, the same trigger code over each
+    pool, one run): one shared ``httpx.AsyncHTTPTransport`` tuned with ``httpx.Limits(
+    max_connections=100, keepalive_expiry=30)`` used 44x this pool's CPU per poll and delivered events
+    a minute late, and one
+    shared aiohttp session 1.5x the CPU with events 4.8x later at the median. So every hook on a loop
+    shares one :class:`_LoopPool`:
     at most :data:`SHARED_MAX_CONNECTIONS` requests in flight (the rest wait in line, first come first
     served, bounded by the pool timeout), each on the most recently used idle HTTP/1.1 connection to
     its origin, straight on asyncio streams with h11 framing the messages. A thousand triggers polling

@@ -184,6 +184,13 @@ def main(argv: list[str] | None = None) -> None:
         "commit": _commit(),
         "quick": args.quick,
     }
+    # The pool comparison runs on its own (scripts/bench --pools): keep its last section.
+    from benchmarks.pools import SECTION_END, SECTION_START
+
+    previous = Path(args.output).read_text() if Path(args.output).exists() else ""
+    if SECTION_START in previous and SECTION_END in previous:
+        kept = previous.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0]
+        meta["pools_section"] = f"{SECTION_START}{kept}{SECTION_END}\n"
     table = rows(results)
     print()
     print(render_table(table))

@@ -394,6 +394,7 @@ aiohttp {v["aiohttp"]}, Pillow {v["Pillow"]}.
 {verdict}{real_note}
 
 {_markdown_table(table)}
+{meta.get("pools_section", "")}
 {limits}
 ## What the design does for these figures
 
@@ -456,6 +457,14 @@ checked by reading this table.
    stream to a temporary file, fsync, length check, atomic move) of a 256 MiB output in a fresh process
    after a 1 KiB warm-up copy, against `curl -s -o` of the same URL; RSS growth = peak RSS
    (`ru_maxrss`) minus the RSS before the copy; curl's peak RSS from `wait4`. Copies alternate.
+6. **The hook's async HTTP pool** (`scripts/bench --pools`, `benchmarks/pools.py`): the stress case
+   of part 1 (N=1,000, poll every 1 s) with ours only, three times over, alternating: (a) as shipped,
+   (b) the name `SharedAsyncTransport` in the hook's module replaced by a lease on one
+   `httpx.AsyncHTTPTransport` per loop with `httpx.Limits(max_connections=100, keepalive_expiry=30)`,
+   (c) by a lease on one `aiohttp.ClientSession` per loop (`TCPConnector(limit=100,
+   keepalive_timeout=30)`) adapted to httpx's transport interface. Figures as in part 1; the decision
+   rule is printed under the table. A full `scripts/bench` keeps the section of the last
+   `scripts/bench --pools` run.
 """
 
 
