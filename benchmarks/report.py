@@ -447,7 +447,8 @@ checked by reading this table.
    status check before deferring), in fresh processes that have imported the operator module like a
    task process, so lazy imports are counted;
    the peer downloads every image in full, opens it with Pillow, submits and checks the status. The
-   real-process row reuses `AirflowStack` and `EmulatorProcess` of `tests/test_real_processes.py`:
+   real-process row runs `AirflowStack` and `EmulatorProcess` (`devtools/`) on the fan-out of
+   `tests/test_real_processes.py`:
    four mapped 15 s edits with one worker slot, deferrable against waiting in the worker; run = the
    DAG run's start to end in Airflow's database.
 4. **Pre-flight bytes** (`benchmarks/preflight.py`): the body bytes the image probe fetched (httpx's

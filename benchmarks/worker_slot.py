@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    ROOT,
     Emulator,
     airflow_env,
     median,
@@ -131,19 +130,20 @@ def real_processes() -> dict[str, Any]:
     """
     The real-process fan-out (4 x 15 s jobs, one worker slot): deferrable run against sync run.
 
-    Drives ``AirflowStack`` and ``EmulatorProcess`` from ``tests/test_real_processes.py`` the way its
-    test does, without its assertions (the test suite checks those).
+    Drives ``AirflowStack`` and ``EmulatorProcess`` (``devtools/``) through the fan-out of
+    ``tests/test_real_processes.py`` the way its test does, without its assertions (the suite checks
+    those).
     """
-    sys.path.insert(0, str(ROOT))
-    from tests import test_real_processes as real
+    from devtools import airflow_stack, fanout
+    from devtools.processes import EmulatorProcess
 
     workdir = Path(scratch_dir("real-processes-"))
-    emulator = real.EmulatorProcess(workdir, token=real.TOKEN, run_seconds=real.JOB_SECONDS)
+    emulator = EmulatorProcess(workdir, token=fanout.TOKEN, run_seconds=fanout.JOB_SECONDS)
     emulator.start()
     try:
-        stack = real.AirflowStack(
+        stack = airflow_stack.AirflowStack(
             workdir,
-            real.DAGS_DIR,
+            fanout.DAGS_DIR,
             {
                 "AIRFLOW_CONN_RUNCOMFY_DEFAULT": emulator.conn_json(),
                 "RUNCOMFY_REAL_EMULATOR_URL": emulator.base_url,
@@ -152,12 +152,14 @@ def real_processes() -> dict[str, Any]:
         )
         try:
             stack.start()
-            stack.wait_parsed([real.DEFERRABLE_DAG, real.SYNC_DAG])
+            stack.wait_parsed([fanout.DEFERRABLE_DAG, fanout.SYNC_DAG])
             runs = {}
-            for name, dag_id in (("deferrable", real.DEFERRABLE_DAG), ("sync", real.SYNC_DAG)):
+            for name, dag_id in (("deferrable", fanout.DEFERRABLE_DAG), ("sync", fanout.SYNC_DAG)):
                 started = time.time()
                 run_id = stack.trigger(dag_id)
-                info = stack.wait_run(dag_id, run_id, triggered_at=started, timeout=2 * real.RUN_TIMEOUT)
+                info = stack.wait_run(
+                    dag_id, run_id, triggered_at=started, timeout=2 * airflow_stack.RUN_TIMEOUT
+                )
                 runs[name] = {
                     "state": info.state,
                     "run_seconds": info.db_seconds,
@@ -168,10 +170,10 @@ def real_processes() -> dict[str, Any]:
     finally:
         emulator.stop()
     return {
-        "tasks": real.N_TASKS,
-        "job_seconds": real.JOB_SECONDS,
-        "airflow": real.AIRFLOW_VERSION,
-        "executor": "LocalExecutor" if real.AIRFLOW_3 else "SequentialExecutor",
+        "tasks": fanout.N_TASKS,
+        "job_seconds": fanout.JOB_SECONDS,
+        "airflow": airflow_stack.AIRFLOW_VERSION,
+        "executor": "LocalExecutor" if airflow_stack.AIRFLOW_3 else "SequentialExecutor",
         "worker_slots": 1,
         **runs,
     }

@@ -15,8 +15,8 @@ SQLite) and the RunComfy emulator, then, in the browser:
 5. follows the link                                             -> ``extra-link-opened.png``
 
 Every step checks what the page says and fails loudly otherwise (a ``failure.png`` of the page is
-left beside the others). The processes are reused from ``tests/test_real_processes.py`` and stopped
-by PID at the end. Run it with ``scripts/ui-check``, which installs what it needs.
+left beside the others). The processes come from ``devtools/`` (as in the real-process test) and are
+stopped by PID at the end. Run it with ``scripts/ui-check``, which installs what it needs.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from devtools.airflow_stack import AirflowStack
+from devtools.processes import EmulatorProcess
 
-from tests.test_real_processes import AirflowStack, EmulatorProcess  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 if TYPE_CHECKING:
     from collections.abc import Callable

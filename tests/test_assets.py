@@ -86,7 +86,9 @@ real_processes = pytest.mark.skipif(
 @pytest.fixture
 def example_stack(tmp_path: Path) -> Iterator[Any]:
     """Emulator and Airflow (scheduler, triggerer, DAG processor, API server) on the example DAGs."""
-    from tests.test_real_processes import TOKEN, AirflowStack, EmulatorProcess
+    from devtools.airflow_stack import AirflowStack
+    from devtools.fanout import TOKEN
+    from devtools.processes import EmulatorProcess
     from tests.test_real_processes import pytestmark as real_process_mark
 
     if real_process_mark.args[0]:  # RUNCOMFY_SKIP_REAL_PROCESSES, or no /proc

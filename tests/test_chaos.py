@@ -39,8 +39,8 @@ import httpx
 import pytest
 
 from airflow_provider_runcomfy.emulator import ECHO_MODEL, Fault
+from devtools.processes import EmulatorProcess
 from tests.conftest import conn_json
-from tests.processes import EmulatorProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

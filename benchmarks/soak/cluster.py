@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.processes import (
+from devtools.processes import (
     REPO_ROOT,
     airflow_cli,
     airflow_process,

@@ -30,7 +30,7 @@ import psycopg2
 
 from airflow_provider_runcomfy.emulator.records import Fault
 from benchmarks.soak.cluster import DAG_ID, Deployment, Postgres, Redis
-from tests.processes import EmulatorProcess, process_tree
+from devtools.processes import EmulatorProcess, process_tree
 
 TOKEN = "runcomfy-soak-token-7f6e5d4c"
 

@@ -1,10 +1,11 @@
 """
-Processes that tests start and stop themselves: the emulator as its own process (the package's
-``EmulatorProcess`` with a clean environment), and the helpers to give a child a clean environment,
-find its descendants and stop them all by PID.
+Processes that tests, benchmarks and scripts start and stop themselves: the emulator as its own
+process (the package's ``EmulatorProcess`` with a clean environment), and the helpers to give a child
+a clean environment, find its descendants and stop them all by PID.
 
-Shared by the real-process test (a real Airflow deployment) and the trigger chaos test (thousands of
-triggers against an emulator whose CPU and memory are not the test process's).
+Shared by the real-process test (a real Airflow deployment), the trigger chaos test (thousands of
+triggers against an emulator whose CPU and memory are not the test process's), the benchmarks and the
+soak.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TESTS_DIR = REPO_ROOT / "tests"
 AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 
 
