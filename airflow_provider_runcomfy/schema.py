@@ -373,11 +373,16 @@ class ModelSchema:
         return next((m.rules for m in self.media if m.kind.is_probed), None)
 
     def image_groups(self, inputs: Mapping[str, Any]) -> list[tuple[ImageRules, list[tuple[str, str]]]]:
-        """The image URLs to probe, grouped by the field whose limits apply to them."""
+        """
+        The image URLs to probe, grouped by the field whose limits apply to them.
+
+        ``data:`` URIs are not among them: nothing is fetched, they are checked where they are
+        (:func:`airflow_provider_runcomfy.media_sources.check_inline_media`).
+        """
         groups = []
         for media in self.media:
             if media.kind.is_probed and media.name in inputs:
-                pairs = media.urls(inputs[media.name])
+                pairs = [(f, url) for f, url in media.urls(inputs[media.name]) if url[:5].lower() != "data:"]
                 if pairs:
                     groups.append((media.rules, pairs))
         return groups

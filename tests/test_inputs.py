@@ -1,0 +1,417 @@
+"""
+RunComfy's real input forms: the model pages' own schema form, ``data:`` URIs, and private files.
+
+The witness of every refusal is the emulator's request log: no submit reaches it. The schemas are
+the pages' (``../shared/seeds``), served by the emulator's catalog in the page form (its default)
+and in the partner nodes' catalog form; the images are real, made by Pillow, served over HTTP on
+127.0.0.1 or written to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from PIL import Image
+
+from airflow_provider_runcomfy.emulator.media import pad_image
+from airflow_provider_runcomfy.exceptions import RunComfyInputError, RunComfySchemaError, redact_data_uris
+from airflow_provider_runcomfy.media_sources import (
+    MAX_REQUEST_BYTES,
+    InlineFile,
+    check_request_size,
+    parse_data_uri,
+)
+from airflow_provider_runcomfy.operators.runcomfy import (
+    RunComfyImageEditOperator,
+    RunComfyImageToVideoOperator,
+    RunComfyModelOperator,
+)
+from airflow_provider_runcomfy.schema import MediaKind, ModelSchema
+from tests.airflow_utils import FakeTI
+from tests.conftest import submits
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+EDIT = "bytedance/dreamina-4-0/edit"
+VIDEO = "bytedance/dreamina-3-0/pro/image-to-video"
+ECHO = "runcomfy/emulator/echo"
+
+
+def image_bytes(
+    width: int, height: int, fmt: str = "PNG", size: int | None = None, color: str = "teal"
+) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, fmt)
+    data = buf.getvalue()
+    return pad_image(data, fmt.lower(), size) if size is not None else data
+
+
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def run(operator: Any) -> Any:
+    return operator.execute({"ti": FakeTI()})
+
+
+def edit(**kwargs: Any) -> RunComfyImageEditOperator:
+    return RunComfyImageEditOperator(task_id="edit", prompt="ok", poll_interval=0.1, **kwargs)
+
+
+def video(**kwargs: Any) -> RunComfyImageToVideoOperator:
+    return RunComfyImageToVideoOperator(task_id="animate", prompt="ok", poll_interval=0.1, **kwargs)
+
+
+def sent_images(emu: Any) -> list[str]:
+    (post,) = submits(emu)
+    body = post.body if isinstance(post.body, dict) else json.loads(post.body)
+    return list(body["image_urls"])
+
+
+@pytest.fixture(params=["page", "catalog"])
+def form(emu: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The emulator's catalog serving the documented models' schemas in one of RunComfy's two forms."""
+    emu.schema_form = request.param
+    yield request.param
+    emu.schema_form = "page"
+
+
+# -- the page form: every rule the page states is applied ---------------------------------------------
+
+
+def test_the_shipped_schemas_are_the_pages_schemas() -> None:
+    seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+    if not seeds.is_dir():
+        pytest.skip(f"the model pages are not beside this checkout ({seeds})")
+    package = Path(__file__).resolve().parents[1] / "airflow_provider_runcomfy" / "schemas"
+    for seed, name in (
+        ("000_4442e4f49eb6651b.txt", "bytedance--dreamina-4-0--edit.json"),
+        ("004_1e5109533c981eb4.txt", "bytedance--dreamina-3-0--pro--image-to-video.json"),
+    ):
+        text = (seeds / seed).read_text(encoding="utf-8")
+        start = text.index("Esquema de entrada\n\n{") + len("Esquema de entrada\n\n")
+        page = json.loads(text[start : text.index("\nEsquema de saída")])
+        shipped = json.loads((package / name).read_text(encoding="utf-8"))["input_schema"]
+        assert shipped == page, name
+
+
+@pytest.mark.parametrize("where", ["field", "items"])
+def test_a_media_field_is_known_by_its_format_on_the_field_or_on_its_items(where: str) -> None:
+    rules = [{"validation_rule": "width/height≥", "validation_value": "0.33", "validation_error": "r"}]
+    prop: dict[str, Any] = {"type": "array", "validations": rules}
+    if where == "field":
+        prop["format"] = "image_uris"
+    else:
+        prop["items"] = {"type": "string", "format": "image_uri"}
+    schema = ModelSchema.from_schema("a/b", {"properties": {"image_urls": prop}})
+    (media,) = schema.media
+    assert (media.name, media.kind, media.many) == ("image_urls", MediaKind.IMAGE, True)
+    assert media.rules.ratio.low is not None
+    assert float(media.rules.ratio.low.value) == 0.33, "compared against the value as written"
+    assert schema.unapplied == ()
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        pytest.param(
+            lambda emu: edit(image_urls=[emu.image_url(5000, 1000)]),
+            ["Maximum resolution is 4096x4096.", "aspect ratio must be within [1/3, 3]."],
+            id="edit-5000x1000-names-width-and-ratio",
+        ),
+        pytest.param(lambda emu: edit(image_urls=[emu.image_url(800, 600, "gif")]), ["GIF"], id="edit-gif"),
+        pytest.param(
+            lambda emu: edit(image_urls=[emu.image_url(250, 1000)]),
+            ["The input image aspect ratio must be within [1/3, 3]."],
+            id="edit-ratio-1-4",
+        ),
+        pytest.param(
+            lambda emu: edit(image_urls=["ftp://example.com/a.png"]), ["http(s) URL"], id="edit-ftp"
+        ),
+        pytest.param(
+            lambda emu: video(image_url=emu.image_url(300, 800)),
+            ["The shortest side must be at least 320 pixels."],
+            id="video-300px",
+        ),
+        pytest.param(
+            lambda emu: video(image_url=emu.image_url(800, 600, "png", 5_000_000)),
+            ["File size must be less than 4.7 MB."],
+            id="video-5MB",
+        ),
+    ],
+)
+def test_the_pages_rules_refuse_before_any_submit_in_both_forms(
+    emu: Any, form: str, make: Any, words: list[str]
+) -> None:
+    operator = make(emu)
+    with pytest.raises(RunComfyInputError) as err:
+        run(operator)
+    assert str(err.value).startswith("image_urls[0]")
+    for text in words:
+        assert text in str(err.value)
+    assert operator._schema.source == "catalog", "checked against the schema the catalog served"
+    assert [m.name for m in operator._schema.media] == ["image_urls"]
+    assert not submits(emu), "nothing was paid for"
+
+
+def test_what_the_pages_accept_is_submitted_in_both_forms(emu: Any, form: str) -> None:
+    run(edit(image_urls=[emu.image_url(331, 1000)]))  # 0.331: over the page's 0.33, under 1/3
+    run(video(image_url=emu.sample_url("landscape.jpg"), seed=5_000_000_000))  # the page gives no range
+    assert len(submits(emu)) == 2
+
+
+def test_a_rule_that_cannot_be_applied_warns_and_strict_schema_refuses(
+    emu: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    schema = {
+        "properties": {
+            "clip": {
+                "type": "string",
+                "format": "video_uri",
+                "validations": [
+                    {"validation_rule": "width_pixels<=", "validation_value": 1920, "validation_error": "w"}
+                ],
+            },
+            "steps": {
+                "type": "integer",
+                "validations": [{"validation_rule": "file_size_mb<", "validation_value": 1}],
+            },
+            "image": {
+                "type": "string",
+                "format": "image_uri",
+                "validations": [{"validation_rule": "bit_depth<=", "validation_value": 8}],
+            },
+        }
+    }
+    inputs = {"steps": 3}
+    with caplog.at_level(logging.WARNING), pytest.raises(RunComfySchemaError) as err:
+        run(
+            RunComfyModelOperator(
+                task_id="t", model_id=ECHO, inputs=inputs, input_schema=schema, strict_schema=True
+            )
+        )
+    for text in ("clip: 'width_pixels<=' 1920 (needs the video decoded)", "steps:", "'bit_depth<='"):
+        assert text in str(err.value)
+    assert not submits(emu)
+    run(
+        RunComfyModelOperator(
+            task_id="t", model_id=ECHO, inputs=inputs, input_schema=schema, poll_interval=0.1
+        )
+    )
+    assert len(submits(emu)) == 1, "without strict_schema: warned, then sent"
+    assert "needs the video decoded" in caplog.text
+    assert "no media field; they cannot be checked" in caplog.text
+
+
+# -- data: URIs -----------------------------------------------------------------------------------------
+
+
+def test_a_valid_data_uri_is_sent_as_it_is(emu: Any) -> None:
+    uri = data_uri(image_bytes(800, 600))
+    run(edit(image_urls=[emu.sample_url("portrait.png"), uri]))
+    assert sent_images(emu) == [emu.sample_url("portrait.png"), uri]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        pytest.param(
+            data_uri(image_bytes(5000, 1000)), ["wider than the 4096 px", "aspect ratio"], id="wide"
+        ),
+        pytest.param(
+            data_uri(image_bytes(800, 600, "PNG", 15_000_001)), ["15,000,001 bytes is larger"], id="too-big"
+        ),
+        pytest.param(data_uri(image_bytes(800, 600, "GIF"), "image/gif"), ["GIF is not accepted"], id="gif"),
+        pytest.param(
+            data_uri(image_bytes(800, 600, "JPEG")), ["says it is image/png but holds a JPEG"], id="type-lies"
+        ),
+        pytest.param(
+            data_uri(image_bytes(800, 600), "video/mp4"), ["this field takes image files"], id="video"
+        ),
+        pytest.param("data:image/png;base64,iVBORw0KGgo@@@", ["base64 payload is broken"], id="broken"),
+        pytest.param("data:image/png,plain", ["not base64-encoded"], id="not-base64"),
+    ],
+)
+def test_a_bad_data_uri_is_refused_without_showing_its_bytes(emu: Any, value: str, words: list[str]) -> None:
+    with pytest.raises(RunComfyInputError) as err:
+        run(edit(image_urls=[value]))
+    assert err.value.field == "image_urls[0]"
+    for text in words:
+        assert text in str(err.value)
+    payload = value.partition(",")[2]
+    assert payload[:24] not in str(err.value), "no base64 in the error text"
+    assert not submits(emu)
+
+
+def test_the_video_models_data_uri_limit_is_its_pages(emu: Any) -> None:
+    too_big = data_uri(image_bytes(800, 600, "PNG", 4_700_000))
+    with pytest.raises(RunComfyInputError, match=r"File size must be less than 4\.7 MB"):
+        run(video(image_url=too_big))
+
+
+def test_data_uris_in_texts_are_shown_by_type_size_and_digest() -> None:
+    data = image_bytes(64, 64)
+    shown = redact_data_uris(f"got ['{data_uri(data)}']")
+    digest = hashlib.sha256(data).hexdigest()[:8]
+    assert shown == f"got ['data:image/png ({len(data):,} bytes, sha256 {digest}\u2026)']"
+    assert InlineFile("image/png", data).describe() in shown
+    cut = redact_data_uris(repr(data_uri(data))[:60] + "...")
+    assert "base64" not in cut, "a payload cut short is shown by its length"
+    assert "not shown" in cut
+    err = RunComfyInputError("image_urls[0]", f"odd {data_uri(data)}")
+    assert base64.b64encode(data).decode()[:20] not in str(err) + err.rule
+
+
+def test_parse_data_uri_decodes_exactly_the_bytes() -> None:
+    data = image_bytes(10, 10)
+    assert parse_data_uri("f", data_uri(data), "image") == InlineFile("image/png", data)
+
+
+# -- local files, file:// -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
+def test_a_local_file_is_checked_and_sent_inline(emu: Any, tmp_path: Path, as_url: bool) -> None:
+    data = image_bytes(900, 600, "JPEG")
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    value = path.as_uri() if as_url else str(path)
+    operator = edit(image_urls=[value])
+    run(operator)
+    (sent,) = sent_images(emu)
+    assert sent == data_uri(data, "image/jpeg"), "a data: URI of exactly the file's bytes"
+    assert operator.image_urls == [value], "the rendered field stays what the user wrote"
+
+
+@pytest.mark.parametrize(
+    ("size", "words"),
+    [((5000, 1000), "Maximum resolution is 4096x4096."), ((800, 600, "PNG", 15_500_000), "15 MB")],
+    ids=["too-wide", "too-big"],
+)
+def test_a_bad_local_file_is_refused_before_any_submit(
+    emu: Any, tmp_path: Path, size: tuple[Any, ...], words: str
+) -> None:
+    path = tmp_path / "bad.png"
+    path.write_bytes(image_bytes(*size))
+    with pytest.raises(RunComfyInputError, match=words) as err:
+        run(edit(image_urls=[emu.sample_url("portrait.png"), str(path)]))
+    assert err.value.field == "image_urls[1]"
+    assert not submits(emu)
+
+
+def test_missing_and_unreadable_files_name_each_field_and_index(emu: Any, tmp_path: Path) -> None:
+    with pytest.raises(RunComfyInputError) as err:
+        run(edit(image_urls=[str(tmp_path / "gone.png"), str(tmp_path), "file://elsewhere/a.png"]))
+    text = str(err.value)
+    assert text.startswith("image_urls[0]: ")
+    assert "does not exist" in text
+    assert "image_urls[1]: " in text
+    assert "is a directory" in text
+    assert "image_urls[2]: " in text
+    assert "file:// URLs must be local" in text
+    assert not submits(emu)
+
+
+def test_a_local_file_for_the_video_model_is_sent_inline(emu: Any, tmp_path: Path) -> None:
+    data = image_bytes(640, 480)
+    (tmp_path / "a.png").write_bytes(data)
+    run(video(image_url=str(tmp_path / "a.png")))
+    assert sent_images(emu) == [data_uri(data)]
+
+
+# -- the 64 MiB body -----------------------------------------------------------------------------------
+
+
+def test_a_body_over_64_mib_is_refused_naming_the_fields(emu: Any, tmp_path: Path) -> None:
+    schema = {
+        "properties": {"image_urls": {"type": "array", "items": {"type": "string", "format": "image_uri"}}}
+    }
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"big{i}.png"
+        path.write_bytes(image_bytes(100, 100, "PNG", 17_000_000))
+        paths.append(str(path))
+    with pytest.raises(RunComfyInputError) as err:
+        run(
+            RunComfyModelOperator(
+                task_id="t", model_id=ECHO, inputs={"image_urls": paths}, input_schema=schema
+            )
+        )
+    text = str(err.value)
+    assert text.startswith("inputs: the request body would be ")
+    assert "image_urls[0] 22,666," in text
+    assert "image_urls[2]" in text
+    assert "67,108,864 bytes (64 MiB)" in text
+    assert not submits(emu)
+
+
+def test_the_body_bound_counts_the_json_sent() -> None:
+    payload = {"prompt": "x" * (MAX_REQUEST_BYTES - len('{"prompt":""}'))}
+    assert check_request_size(payload) == MAX_REQUEST_BYTES
+    with pytest.raises(RunComfyInputError, match="prompt 67,108,8"):
+        check_request_size({"prompt": payload["prompt"] + "x"})
+
+
+# -- video and audio: file sizes ---------------------------------------------------------------------------
+
+
+def test_video_and_audio_data_uris_are_checked_for_size_and_type(emu: Any) -> None:
+    schema = {
+        "properties": {
+            "video": {
+                "type": "string",
+                "format": "video_uri",
+                "validations": [{"validation_rule": "file_size_mb<", "validation_value": "0.001"}],
+            },
+            "audio": {"type": "string", "format": "audio_uri"},
+        }
+    }
+    mp4 = b"\x00\x00\x00\x18ftypmp42" + bytes(2000)
+    wav = b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(100)
+    inputs = {"video": data_uri(mp4, "video/mp4"), "audio": data_uri(wav, "audio/mpeg")}
+    with pytest.raises(RunComfyInputError) as err:
+        run(RunComfyModelOperator(task_id="t", model_id=ECHO, inputs=inputs, input_schema=schema))
+    text = str(err.value)
+    assert "video: 2,012 bytes is too large" in text
+    assert "audio: says it is audio/mpeg but holds WAV data" in text
+    assert not submits(emu)
+    good = {"video": data_uri(mp4[:900], "video/mp4"), "audio": data_uri(wav, "audio/wav")}
+    run(
+        RunComfyModelOperator(task_id="t", model_id=ECHO, inputs=good, input_schema=schema, poll_interval=0.1)
+    )
+    assert len(submits(emu)) == 1
+
+
+# -- the emulator takes data: URIs -------------------------------------------------------------------------
+
+
+def test_the_emulator_runs_an_edit_from_a_data_uri_and_fails_a_broken_one(emu: Any) -> None:
+    import time
+
+    import httpx
+
+    (url,) = run(edit(image_urls=[data_uri(image_bytes(900, 300, color="red"))]))
+
+    with Image.open(io.BytesIO(httpx.get(url).content)) as out:
+        assert out.width == 3 * out.height, "the output is drawn from the decoded input"
+        assert out.getpixel((out.width // 2, out.height // 3))[0] > 200, "its red"
+    # The provider refuses a broken payload; sent anyway, the emulator fails the job when it runs.
+    headers = {"Authorization": f"Bearer {emu.token}"}
+    body = {"prompt": "x", "image_urls": ["data:image/png;base64,@@@@"]}
+    answer = httpx.post(f"{emu.base_url}/v1/models/{EDIT}", json=body, headers=headers).json()
+    rid = answer["request_id"]
+    for _ in range(200):
+        result = httpx.get(f"{emu.base_url}/v1/requests/{rid}/result", headers=headers).json()
+        if result.get("status") in ("failed", "succeeded", "completed"):
+            break
+        time.sleep(0.05)
+    assert result["status"] == "failed"
+    assert "image_urls[0]: the data URI's base64 payload is broken" in str(result)
