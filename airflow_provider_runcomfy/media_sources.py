@@ -400,8 +400,10 @@ def inline_private_files(
         for field, item in _items(media, value):
             if isinstance(item, str) and source_kind(item).is_read_here:
                 try:
-                    item = read_private_file(field, item, media.kind.value, media.rules, conn_id=conn_id).uri
-                    replaced = True
+                    inline = read_private_file(field, item, media.kind.value, media.rules, conn_id=conn_id)
+                    # Checked here too, so one error names every file that cannot be used.
+                    check_inline(field, inline, media.kind.value, media.rules)
+                    item, replaced = inline.uri, True
                 except RunComfyInputError as err:
                     errors.append(err)
             items.append(item)

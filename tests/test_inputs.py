@@ -415,3 +415,113 @@ def test_the_emulator_runs_an_edit_from_a_data_uri_and_fails_a_broken_one(emu: A
         time.sleep(0.05)
     assert result["status"] == "failed"
     assert "image_urls[0]: the data URI's base64 payload is broken" in str(result)
+
+
+# -- a deferrable run in real Airflow: the payload is stored nowhere ---------------------------------------
+
+
+def metadata_database_text() -> str:
+    """Every value of every table of the (SQLite) metadata database, blobs decoded as text."""
+    import sqlite3
+
+    from airflow.configuration import conf
+
+    url = conf.get("database", "sql_alchemy_conn")
+    assert url.startswith("sqlite:///"), url
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        parts = []
+        for table in tables:
+            for row in db.execute(f'SELECT * FROM "{table}"'):  # names from sqlite_master
+                for value in row:
+                    if isinstance(value, bytes):
+                        parts.append(value.decode("utf-8", "replace"))
+                        parts.append(value.decode("latin-1"))
+                    elif value is not None:
+                        parts.append(str(value))
+        return "\n".join(parts)
+    finally:
+        db.close()
+
+
+def test_a_deferrable_run_with_a_local_file_stores_no_base64_anywhere(emu: Any, tmp_path: Path) -> None:
+    import tests.airflow_utils as au
+
+    noise = Image.effect_noise((700, 500), 64).convert("RGB")
+    buf = io.BytesIO()
+    noise.save(buf, "PNG")
+    data = buf.getvalue()
+    path = tmp_path / "private.png"
+    path.write_bytes(data)
+    dags = au.load_dags(Path(__file__).parent / "runcomfy_inputs_dags.py")
+    run = au.run_dag(dags["rc_inputs_local_file"], {"images": [str(path)]})
+    assert run.state == "success", au.task_states(run)
+    assert sent_images(emu) == [data_uri(data)], "the submit carried the file inline"
+    encoded = base64.b64encode(data).decode()
+    stored = metadata_database_text()
+    assert str(path) in stored, "the rendered field is the path the user wrote"
+    for start in (0, len(encoded) // 2, len(encoded) - 48):
+        assert encoded[start : start + 40] not in stored
+    assert "data:image/png;base64" not in stored
+    xcom_text = json.dumps(au.all_xcom_values(run), default=str)
+    assert "base64" not in xcom_text
+    assert au.xcoms(run, "request_id")[("edit", -1)]
+
+
+# -- s3:// through Airflow's Amazon provider, against moto's S3 server on 127.0.0.1 -----------------------
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A private bucket on moto's S3 server (127.0.0.1), reachable through the connection ``s3_private``."""
+    server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    pytest.importorskip("s3fs", reason="s3fs (apache-airflow-providers-amazon[s3fs]) is not installed")
+    pytest.importorskip("airflow.providers.amazon", reason="the Amazon provider is not installed")
+    import boto3
+
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            monkeypatch.delenv(name, raising=False)
+        conn = {
+            "conn_type": "aws",
+            "login": "moto-key",
+            "password": "moto-secret",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_S3_PRIVATE", json.dumps(conn))
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="moto-key",
+            aws_secret_access_key="moto-secret",
+        )
+        client.create_bucket(Bucket="private-media")
+        yield client
+    finally:
+        server.stop()
+
+
+def test_s3_files_are_read_with_source_conn_id_and_sent_inline(emu: Any, s3_bucket: Any) -> None:
+    data = image_bytes(1024, 768, "JPEG")
+    s3_bucket.put_object(Bucket="private-media", Key="shoots/a.jpg", Body=data)
+    s3_bucket.put_object(Bucket="private-media", Key="shoots/wide.png", Body=image_bytes(5000, 1000))
+    run(edit(image_urls=["s3://private-media/shoots/a.jpg"], source_conn_id="s3_private"))
+    assert sent_images(emu) == [data_uri(data, "image/jpeg")], "exactly the object's bytes"
+    with pytest.raises(RunComfyInputError) as err:
+        run(
+            edit(
+                image_urls=["s3://private-media/shoots/wide.png", "s3://private-media/shoots/gone.jpg"],
+                source_conn_id="s3_private",
+            )
+        )
+    text = str(err.value)
+    assert text.startswith("image_urls[0]: ")
+    assert "Maximum resolution is 4096x4096." in text
+    assert "image_urls[1]: 's3://private-media/shoots/gone.jpg' does not exist" in text
+    assert len(submits(emu)) == 1, "the bad files were not paid for"
