@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from airflow_provider_runcomfy.schema import MediaField, ModelSchema
+    from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts
     from airflow_provider_runcomfy.validation import ImageRules
 
 #: The largest request body RunComfy's own client sends (``MAX_REQUEST_BYTES`` of the partner nodes).
@@ -465,3 +466,80 @@ def check_request_size(payload: Mapping[str, Any], limit: int = MAX_REQUEST_BYTE
         f"the request body would be {total:,} bytes, over the {limit:,} bytes (64 MiB) a RunComfy "
         f"request may carry; largest: {largest}. Send large files as URLs RunComfy can fetch instead",
     )
+
+
+# -- remote video and audio: their file size -----------------------------------------------------------------
+
+
+def sized_remote_files(schema: ModelSchema, payload: Mapping[str, Any]) -> list[tuple[ImageRules, str, str]]:
+    """``(rules, field, url)`` of each remote video or audio file whose field has a ``file_size_mb`` rule."""
+    found = []
+    for media in schema.media:
+        limits = media.rules.file_bytes
+        if media.kind.is_probed or media.name not in payload or (limits.low is None and limits.high is None):
+            continue
+        for field, item in _items(media, payload[media.name]):
+            if isinstance(item, str) and source_kind(item) is SourceKind.URL:
+                found.append((media.rules, field, item))
+    return found
+
+
+async def _asize_check(client: Any, rules: ImageRules, field: str, url: str, retry: RetryPolicy) -> None:
+    from airflow_provider_runcomfy.images import _RemoteFile
+
+    source = _RemoteFile(client, field, url, retry)
+    try:
+        await source.open()  # the size comes from Content-Range / Content-Length: no body is read
+        size = source.total
+        if size is None and rules.largest_file is not None:
+            size = await source.measure(rules.largest_file)  # no length sent: count, one byte past at most
+        if size is not None:
+            rules.check_size(field, size)
+    finally:
+        await source.aclose()
+
+
+def probe_file_sizes(
+    schema: ModelSchema,
+    payload: Mapping[str, Any],
+    *,
+    timeouts: Timeouts | None = None,
+    retry: RetryPolicy | None = None,
+) -> None:
+    """
+    Enforce the ``file_size_mb`` rules of remote video and audio inputs (no media is decoded).
+
+    One ranged ``GET`` per file, its body left unread when the server gives a length, so a 2 GB
+    video costs a few bytes. The client has no auth: the token never goes to a media host.
+
+    :raises RunComfyInputError: naming every field whose file is outside its size rule.
+    """
+    files = sized_remote_files(schema, payload)
+    if not files:
+        return
+    import asyncio
+
+    from airflow_provider_runcomfy.images import MAX_REDIRECTS
+    from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts, make_async_client
+
+    policy = retry if retry is not None else RetryPolicy()
+
+    async def check_all() -> list[Any]:
+        client = make_async_client(
+            timeouts if timeouts is not None else Timeouts(),
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+        )
+        async with client:
+            return await asyncio.gather(
+                *(_asize_check(client, rules, field, url, policy) for rules, field, url in files),
+                return_exceptions=True,
+            )
+
+    errors = []
+    for outcome in asyncio.run(check_all()):
+        if isinstance(outcome, RunComfyInputError):
+            errors.append(outcome)
+        elif isinstance(outcome, BaseException):
+            raise outcome
+    _raise_combined(errors)

@@ -27,3 +27,21 @@ with DAG(
         deferrable=True,
         poll_interval=0.2,
     )
+
+with DAG(
+    "rc_inputs_billed_over_budget",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    render_template_as_native_obj=True,
+    params={"images": []},
+):
+    # The estimate (one output at least, $0.03) is under the limit; the edit returns one image per
+    # input, so three inputs are billed $0.09.
+    RunComfyImageEditOperator(
+        task_id="edit",
+        image_urls="{{ params.images }}",
+        prompt="three photos, one bill",
+        max_cost_usd=0.05,
+        poll_interval=0.2,
+    )

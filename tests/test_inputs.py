@@ -525,3 +525,90 @@ def test_s3_files_are_read_with_source_conn_id_and_sent_inline(emu: Any, s3_buck
     assert "Maximum resolution is 4096x4096." in text
     assert "image_urls[1]: 's3://private-media/shoots/gone.jpg' does not exist" in text
     assert len(submits(emu)) == 1, "the bad files were not paid for"
+
+
+def test_a_remote_videos_file_size_rule_is_enforced_from_its_length(emu: Any) -> None:
+    schema = {
+        "properties": {
+            "prompt": {"type": "string"},
+            "videos": {
+                "type": "array",
+                "items": {"type": "string", "format": "video_uri"},
+                "validations": [
+                    {
+                        "validation_rule": "file_size_mb<",
+                        "validation_value": 16,
+                        "validation_error": "Video must be under 16 MB.",
+                    }
+                ],
+            },
+        }
+    }
+    small, big = emu.blob_url(900_000, "video/mp4"), emu.blob_url(16_800_000, "video/mp4")
+    with pytest.raises(RunComfyInputError) as err:
+        run(
+            RunComfyModelOperator(
+                task_id="t", model_id=ECHO, inputs={"videos": [small, big]}, input_schema=schema
+            )
+        )
+    assert str(err.value).startswith("videos[1]: 16.8 MB is too large")
+    assert "Video must be under 16 MB." in str(err.value)
+    assert not submits(emu), "the 16.8 MB video was not paid for"
+    fetched = [r for r in emu.requests if r.path.startswith("/blobs/")]
+    assert fetched, "its length was asked for"
+    assert not [r for r in fetched if r.auth_header_present], "media hosts never see the token"
+    run(
+        RunComfyModelOperator(
+            task_id="t", model_id=ECHO, inputs={"videos": [small]}, input_schema=schema, poll_interval=0.1
+        )
+    )
+    assert len(submits(emu)) == 1
+
+
+# -- honest estimates for base prices ----------------------------------------------------------------------
+
+
+def tiered(note: str | None, schema: dict[str, Any] | None = None) -> Any:
+    from airflow_provider_runcomfy.catalog import ModelInfo
+
+    body = {"model_id": "a/tiered", "base_price_usd": 0.04, "price_unit": "output", "input_schema": schema}
+    if note is not None:
+        body["pricing_note"] = note
+    return ModelInfo.from_api(body)
+
+
+def test_a_base_price_gives_an_at_least_estimate_which_the_budget_guards() -> None:
+    from airflow_provider_runcomfy.cost import check_budget, estimate_cost
+    from airflow_provider_runcomfy.exceptions import RunComfyBudgetExceededError
+
+    resolution = {
+        "properties": {"resolution": {"type": "string", "enum": ["1K", "2K", "4K"], "default": "2K"}}
+    }
+    by_note = estimate_cost(tiered("Base price for 1K; 2K and 4K cost more."), {})
+    by_tier = estimate_cost(tiered(None, resolution), {})
+    plain = estimate_cost(tiered("The RunComfy emulator's own price, for tests; not RunComfy's price."), {})
+    assert by_note.basis.startswith("at least: 1 output")
+    assert "Base price for 1K" in by_note.basis
+    assert by_tier.basis.startswith("at least: ")
+    assert "resolution='2K' is one of 3 tiers" in by_tier.basis
+    assert (by_note.lower_bound, by_tier.lower_bound, plain.lower_bound) == (True, True, False)
+    assert not plain.basis.startswith("at least")
+    assert by_tier.usd == 0.04
+    check_budget(by_tier, 0.06, model="a/tiered")  # the least it can cost is under the limit
+    with pytest.raises(RunComfyBudgetExceededError, match="at least"):
+        check_budget(by_tier, 0.03, model="a/tiered")
+
+
+def test_a_reported_cost_over_max_cost_usd_is_a_warning_naming_both(
+    emu: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import tests.airflow_utils as au
+
+    dags = au.load_dags(Path(__file__).parent / "runcomfy_inputs_dags.py")
+    images = [emu.sample_url("portrait.png"), emu.sample_url("square.png"), emu.sample_url("landscape.jpg")]
+    run = au.run_dag(dags["rc_inputs_billed_over_budget"], {"images": images})
+    assert run.state == "success", au.task_states(run)
+    assert au.xcoms(run, "result")[("edit", -1)]["cost_usd"] == pytest.approx(0.09)
+    logs = caplog.text + "".join(capfd.readouterr())
+    assert "cost $0.09, over max_cost_usd $0.05" in logs
+    assert "$0.03 (1 output at least" in logs, "the warning quotes the estimate"

@@ -618,17 +618,44 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
 
     def _finish(self, context: Context, event: Any) -> list[str]:
         self._urls = finish_wait(self, context, event, model_id=self.model_id)
+        self._warn_if_over_budget(event)
         return self._urls
 
-    def _probe_images(self, payload: dict[str, Any]) -> None:
-        groups = self._schema.image_groups(payload) if self._schema is not None else []
-        if not groups:
-            return
-        from airflow_provider_runcomfy.images import probe_images
+    def _warn_if_over_budget(self, event: dict[str, Any]) -> None:
+        """
+        A reported cost over ``max_cost_usd`` is a warning naming both.
 
+        ``max_cost_usd`` guards the estimate before the submit; with a base price that is a lower
+        bound, so the bill can still be higher: say so where the user will look.
+        """
+        limit = self.max_cost_usd
+        cost = (event.get("result") or {}).get("cost_usd")
+        if limit is None or isinstance(cost, bool) or not isinstance(cost, int | float) or cost <= limit:
+            return
+        estimate = self._estimate.describe() if self._estimate is not None else "not made in this try"
+        self.log.warning(
+            "RunComfy request %s cost $%s, over max_cost_usd $%s: the limit guards the estimate before "
+            "the submit (%s), and the job was billed more",
+            event.get("request_id"),
+            f"{cost:g}",
+            f"{float(limit):g}",
+            estimate,
+        )
+
+    def _probe_images(self, payload: dict[str, Any]) -> None:
+        if self._schema is None:
+            return
+        from airflow_provider_runcomfy.media_sources import probe_file_sizes
+
+        groups = self._schema.image_groups(payload)
         settings = self.hook.settings
-        for rules, images in groups:  # one group per image field: each has its own limits
-            probe_images(images, rules, timeouts=settings.timeouts, retry=settings.retry)
+        if groups:
+            from airflow_provider_runcomfy.images import probe_images
+
+            for rules, images in groups:  # one group per image field: each has its own limits
+                probe_images(images, rules, timeouts=settings.timeouts, retry=settings.retry)
+        # Video and audio: their file_size_mb rules, from the announced length (no decoding).
+        probe_file_sizes(self._schema, payload, timeouts=settings.timeouts, retry=settings.retry)
 
     @property
     def awaiting_result(self) -> bool:
