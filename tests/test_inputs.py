@@ -612,3 +612,19 @@ def test_a_reported_cost_over_max_cost_usd_is_a_warning_naming_both(
     logs = caplog.text + "".join(capfd.readouterr())
     assert "cost $0.09, over max_cost_usd $0.05" in logs
     assert "$0.03 (1 output at least" in logs, "the warning quotes the estimate"
+
+
+def test_the_private_files_example_runs_with_local_files(emu: Any, tmp_path: Path) -> None:
+    import tests.airflow_utils as au
+
+    paths = []
+    for i, fmt in enumerate(("JPEG", "PNG")):
+        path = tmp_path / f"look-{i}.{fmt.lower()}"
+        path.write_bytes(image_bytes(800, 1000, fmt))
+        paths.append(str(path))
+    example = Path(__file__).parents[1] / "example_dags" / "runcomfy_private_files.py"
+    run = au.run_dag(example, {"images": [paths[0], Path(paths[1]).as_uri()]})
+    assert run.state == "success", au.task_states(run)
+    sent = sent_images(emu)
+    assert [uri.split(";")[0] for uri in sent] == ["data:image/jpeg", "data:image/png"]
+    assert len(au.xcoms(run)[("edit_private_images", -1)]) == 2, "one output per input image"
