@@ -628,3 +628,37 @@ def test_the_private_files_example_runs_with_local_files(emu: Any, tmp_path: Pat
     sent = sent_images(emu)
     assert [uri.split(";")[0] for uri in sent] == ["data:image/jpeg", "data:image/png"]
     assert len(au.xcoms(run)[("edit_private_images", -1)]) == 2, "one output per input image"
+
+
+def test_a_catalog_only_model_takes_a_data_uri_end_to_end(emu: Any) -> None:
+    inputs = {"prompt": "inline", "image_urls": [data_uri(image_bytes(600, 300, color="navy"))]}
+    (url,) = run(RunComfyModelOperator(task_id="t", model_id="runcomfy/emulator/demo-image", inputs=inputs))
+    import httpx
+
+    with Image.open(io.BytesIO(httpx.get(url).content)) as out:
+        assert out.width == 2 * out.height, "drawn from the decoded input"
+    with pytest.raises(RunComfyInputError, match=r"Images may be at most 2048 pixels wide\."):
+        run(
+            RunComfyModelOperator(
+                task_id="t",
+                model_id="runcomfy/emulator/demo-image",
+                inputs={"prompt": "x", "image_urls": [data_uri(image_bytes(2100, 1000))]},
+            )
+        )
+    assert len(submits(emu)) == 1
+
+
+def test_a_local_audio_file_is_sent_with_its_type(emu: Any, tmp_path: Path) -> None:
+    import wave
+
+    path = tmp_path / "voice.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(bytes(1600))
+    schema = {"properties": {"audio": {"type": "string", "format": "audio_uri"}}}
+    run(RunComfyModelOperator(task_id="t", model_id=ECHO, inputs={"audio": str(path)}, input_schema=schema))
+    (post,) = submits(emu)
+    body = post.body if isinstance(post.body, dict) else json.loads(post.body)
+    assert body["audio"] == data_uri(path.read_bytes(), "audio/wav")

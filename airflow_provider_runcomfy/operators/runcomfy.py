@@ -677,7 +677,8 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
     """
     Edit images with Dreamina 4.0 (``bytedance/dreamina-4-0/edit``), up to 4K.
 
-    :param image_urls: 1 to 10 public JPEG/PNG URLs (6 or fewer recommended). (templated)
+    :param image_urls: 1 to 10 JPEG/PNG images (6 or fewer recommended): public URLs, ``data:`` URIs,
+        or files (absolute paths, ``file://``, ``s3://``... with ``source_conn_id``). (templated)
     :param prompt: what to do, at most 800 characters. (templated)
     :param size: the output size, ``"2048x2048"`` or the full label ``"2048x2048(1:1)"``; sent as
         the documented ``width×height`` label. (templated)
@@ -726,7 +727,8 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
     """
     Animate one image with Dreamina 3.0 Pro (``bytedance/dreamina-3-0/pro/image-to-video``).
 
-    :param image_url: one public JPEG/PNG URL, each side over 320 px. (templated)
+    :param image_url: one JPEG/PNG image, each side over 320 px: a public URL, a ``data:`` URI or a
+        file (absolute path, ``file://``, ``s3://``... with ``source_conn_id``). (templated)
     :param prompt: what should happen, at most 800 characters. (templated)
     :param seed: the random seed (-1 or ``None`` for a random one). (templated)
     :param frames: 121 (about 5 s) or 241 (about 10 s). (templated)
