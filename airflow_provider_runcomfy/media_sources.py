@@ -414,6 +414,24 @@ def inline_private_files(
     return result
 
 
+def files_among(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """
+    ``(field, value)`` of the top-level values (and list items) that name a local or storage file.
+
+    For a model whose schema is unknown: its media fields cannot be told, so such values are only
+    pointed out (a prompt may start with ``/`` too).
+    """
+    found = []
+    for name, value in inputs.items():
+        items = (
+            [(f"{name}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(name, value)]
+        )
+        found += [
+            (field, item) for field, item in items if isinstance(item, str) and source_kind(item).is_read_here
+        ]
+    return found
+
+
 def check_inline_media(schema: ModelSchema, payload: Mapping[str, Any]) -> list[tuple[str, InlineFile]]:
     """
     Check every ``data:`` URI among the media fields of ``payload``, like a fetched file.

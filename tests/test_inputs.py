@@ -662,3 +662,21 @@ def test_a_local_audio_file_is_sent_with_its_type(emu: Any, tmp_path: Path) -> N
     (post,) = submits(emu)
     body = post.body if isinstance(post.body, dict) else json.loads(post.body)
     assert body["audio"] == data_uri(path.read_bytes(), "audio/wav")
+
+
+def test_a_file_among_the_inputs_of_a_model_without_schema_is_pointed_out(
+    emu: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    inputs = {
+        "image": "/data/a.png",
+        "refs": ["https://example.com/a.png", "s3://b/k.png"],
+        "prompt": "a cat",
+    }
+    with caplog.at_level(logging.WARNING):
+        run(RunComfyModelOperator(task_id="t", model_id=ECHO, inputs=inputs, poll_interval=0.1))
+    logs = caplog.text + "".join(capfd.readouterr())
+    assert "image looks like a file (/data/a.png)" in logs
+    assert "refs[1] looks like a file (s3://b/k.png)" in logs
+    assert "refs[0] looks like" not in logs
+    assert "prompt looks like" not in logs
+    assert len(submits(emu)) == 1, "sent as written: the schema is unknown"

@@ -359,6 +359,16 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
     def _inline_private_files(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Local and object-storage files of media fields, read and turned into ``data:`` URIs (a copy)."""
         if self._schema is None:
+            from airflow_provider_runcomfy.media_sources import files_among
+
+            for field, value in files_among(inputs):
+                self.log.warning(
+                    "%s looks like a file (%s), but without the model's schema its media fields are "
+                    "unknown: it is sent as written, which RunComfy cannot fetch. Pass input_schema=... "
+                    "to have it read and sent inline",
+                    field,
+                    value,
+                )
             return inputs
         from airflow_provider_runcomfy.media_sources import inline_private_files
 
