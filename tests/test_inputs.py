@@ -680,3 +680,30 @@ def test_a_file_among_the_inputs_of_a_model_without_schema_is_pointed_out(
     assert "refs[0] looks like" not in logs
     assert "prompt looks like" not in logs
     assert len(submits(emu)) == 1, "sent as written: the schema is unknown"
+
+
+def test_the_emulators_catalog_serves_both_schema_forms(emu: Any) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {emu.token}"}
+
+    def image_urls_field() -> dict[str, Any]:
+        answer = httpx.get(f"{emu.base_url}/v1/models/{EDIT}", headers=headers).json()
+        listed = httpx.get(f"{emu.base_url}/v1/models?include_schema=true&search=dreamina-4", headers=headers)
+        assert listed.json()["models"][0]["input_schema"] == answer["input_schema"]
+        return dict(answer["input_schema"]["properties"]["image_urls"])
+
+    page = image_urls_field()
+    assert page["items"] == {"type": "string", "format": "image_uri"}
+    assert "format" not in page
+    assert page["validations"][3]["validation_value"] == "0.33", "as the page writes it"
+    emu.schema_form = "catalog"
+    try:
+        catalog = image_urls_field()
+    finally:
+        emu.schema_form = "page"
+    assert catalog["format"] == "image_uris"
+    assert "format" not in catalog["items"]
+    assert catalog["validations"][3]["validation_value"] == 0.33
+    with pytest.raises(ValueError, match="schema_form"):
+        emu.schema_form = "neither"
