@@ -13,6 +13,13 @@ units the inputs ask for:
   default); for Dreamina 3.0 Pro image to video, ``frames`` 121 is 5 s and 241 is 10 s, as its page
   documents. A duration that is not a number (``"auto"``) cannot be estimated.
 
+**Base prices.** RunComfy's catalog may give a *base* price: its ``pricing_note`` says so ("base
+price for 1K; 2K and 4K cost more"), or the model has a tiered input (``resolution``, ``quality``...)
+that one price cannot cover. Such an estimate is a lower bound, and its basis starts with "at
+least": ``max_cost_usd`` then guards the lower bound (a job whose *least* cost is over the limit is
+refused), not the final bill. After the run, a reported cost above ``max_cost_usd`` is logged as a
+warning naming both (the operators do it).
+
 Nothing is guessed: a model without a price (the catalog unreachable, no price in its entry, a price
 unit the provider does not know) or inputs that do not say how long has no estimate (``usd`` is
 ``None``), and the budget guard refuses such a job when ``max_cost_usd`` is set. After the job,
@@ -27,6 +34,7 @@ only): the operators and the shared wait logic import it.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -51,6 +59,15 @@ FRAME_SECONDS: dict[str, tuple[str, dict[int, int]]] = {VIDEO_MODEL_ID: ("frames
 #: makes it exactly one.
 SINGLE_OUTPUT_SWITCH: dict[str, tuple[str, Any]] = {EDIT_MODEL_ID: ("force_single", True)}
 
+#: Input fields whose values are price tiers (a base price covers the cheapest one only).
+TIER_FIELDS = ("resolution", "output_resolution", "image_resolution", "quality", "tier")
+#: Words of a ``pricing_note`` that make its price a base price.
+_BASE_PRICE_WORDS = re.compile(
+    r"\b(base|starting|tiers?|tiered|varies|vary|depends?|depending|multiplier|surcharge)\b|\bfrom \$|"
+    r"\bcosts? more\b|\bup to\b",
+    re.IGNORECASE,
+)
+
 _MICRO = Decimal("0.000001")
 
 
@@ -62,12 +79,14 @@ class CostEstimate:
     :param usd: the estimate in US dollars; ``None`` when it cannot be made.
     :param price_unit: what the model is priced per, when known.
     :param basis: how the estimate was made (or why it could not be), in words, e.g.
-        ``"2 outputs (num_images=2) x $0.02/output"``.
+        ``"2 outputs (num_images=2) x $0.02/output"``; it starts with "at least" for a lower bound.
+    :param lower_bound: the catalog's price is a base price, so the job may cost more.
     """
 
     usd: float | None
     price_unit: PriceUnit | None
     basis: str
+    lower_bound: bool = False
 
     @property
     def is_known(self) -> bool:
@@ -176,12 +195,39 @@ def estimate_cost(
     if units is None:
         return CostEstimate(None, unit, f"no estimate: {basis}")
     usd = float((price * units).quantize(_MICRO))
+    base = _base_price_reason(info, inputs, schema)
+    if base is not None:
+        return CostEstimate(
+            usd, unit, f"at least: {basis} x {info.describe_price()}; {base}", lower_bound=True
+        )
     return CostEstimate(usd, unit, f"{basis} x {info.describe_price()}")
+
+
+def _base_price_reason(
+    info: ModelInfo, inputs: Mapping[str, Any], schema: Mapping[str, Any] | None
+) -> str | None:
+    """Why the catalog's price is only a base (the job may cost more), or ``None`` when it is the price."""
+    note = info.pricing_note
+    if note and _BASE_PRICE_WORDS.search(note):
+        return f"the catalog's price is a base price ({note})"
+    props = (schema or {}).get("properties") or {}
+    for name in TIER_FIELDS:
+        prop = props.get(name)
+        if not isinstance(prop, dict):
+            continue
+        choices = prop.get("enum")
+        if isinstance(choices, list) and len(choices) > 1:
+            value = inputs.get(name, prop.get("default"))
+            return f"{name}={value!r} is one of {len(choices)} tiers and the catalog gives one price"
+    return None
 
 
 def check_budget(estimate: CostEstimate, max_cost_usd: float | None, *, model: str) -> None:
     """
     Refuse a job whose estimate is over ``max_cost_usd``, or unknown while a limit is set.
+
+    What it guards is the estimate: for a base price (``lower_bound``) that is the least the job can
+    cost, so a job under the limit may still be billed more (reported after the run).
 
     :raises RunComfyBudgetExceededError: naming the limit and the estimate, before any submit.
     """

@@ -9,18 +9,63 @@ Airflow fails the task at once instead of spending retries on them — for a pai
 not free.
 
 No message here ever contains the API token: messages are built from the server's error text, which
-:func:`scrub` cleans before it is used.
+:func:`scrub` cleans before it is used. Nor does one ever carry an input file's bytes: a ``data:`` URI
+in a message is shown as ``data:image/png (812,344 bytes, sha256 3fa1c2d4…)``
+(:func:`redact_data_uris`), whoever built the message.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import re
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+#: A ``data:`` URI inside a text: its media type, its parameters, and the payload up to a quote or space.
+_DATA_URI_IN_TEXT = re.compile(
+    r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[^;,\s'\"]*)*)(?P<b64>;base64)?,"
+    r"(?P<payload>[^\s'\"]*)",
+    re.IGNORECASE,
+)
+
+
+def describe_data_uri(mime: str, data: bytes) -> str:
+    """How an inline file is shown wherever an input is shown: its type, size and a short digest."""
+    return f"data:{mime} ({len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()[:8]}\u2026)"
+
+
+def redact_data_uris(text: str) -> str:
+    """
+    ``text`` with every ``data:`` URI replaced by :func:`describe_data_uri`'s short form.
+
+    Inputs may be whole files inlined as base64 (up to 64 MiB); they must never reach a log line, an
+    exception text or the metadata database. A payload cut short (a shortened ``repr``) is shown by
+    its length only.
+    """
+    if "data:" not in text.lower():
+        return text
+
+    def shown(match: re.Match[str]) -> str:
+        mime = (match.group("mime") or "text/plain").lower()
+        payload = match.group("payload")
+        if match.group("b64"):
+            try:
+                return describe_data_uri(mime, base64.b64decode(payload, validate=True))
+            except (binascii.Error, ValueError):
+                pass
+        return f"data:{mime} ({len(payload):,} characters, not shown)"
+
+    return _DATA_URI_IN_TEXT.sub(shown, text)
+
 
 class RunComfyError(AirflowException):
-    """Base class of every RunComfy provider error."""
+    """Base class of every RunComfy provider error; its text never carries a ``data:`` URI's payload."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact_data_uris(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class RunComfyApiError(RunComfyError):
@@ -91,8 +136,8 @@ class RunComfyInputError(RunComfyError, AirflowFailException):
 
     def __init__(self, field: str, rule: str):
         super().__init__(f"{field}: {rule}")
-        self.field = field
-        self.rule = rule
+        self.field = redact_data_uris(field)
+        self.rule = redact_data_uris(rule)
 
 
 class RunComfySchemaError(RunComfyError, AirflowFailException):

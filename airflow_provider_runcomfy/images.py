@@ -515,8 +515,7 @@ async def _probe(
             fmt, width, height = await _pillow_header(
                 source, largest if largest is not None else HEADER_LIMIT
             )
-        rules.check_format(field, fmt)
-        rules.check_dimensions(field, width, height)
+        rules.check_header(field, fmt, width, height)
         size = source.total
         if size is None and rules.largest_file is not None:
             # No length was sent: count the body, but never further than one byte past the limit.

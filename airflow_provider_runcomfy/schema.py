@@ -9,15 +9,21 @@ depends on); only RunComfy's extensions are written here:
 
 * ``"type": "float"`` is a JSON-Schema ``number``;
 * media formats ``image_uri`` / ``image_uris`` / ``video_uri`` / ``video_uris`` / ``audio_uri`` /
-  ``audio_uris``: a public http(s) URL, or a list of them;
+  ``audio_uris``: a public http(s) URL or a ``data:`` URI, or a list of them. Both forms RunComfy
+  publishes are read: the model pages put the format on an array's ``items`` (``{"type": "array",
+  "items": {"format": "image_uri"}}``), the partner nodes' catalog on the field (``"image_uris"``);
 * ``validations``: a list of ``{validation_rule, validation_value, validation_error}`` on a media
   field. A rule is a measured quantity and a comparison: ``file_size_mb``, ``width_pixels``,
   ``height_pixels`` or ``width/height``, then ``<``, ``<=``/``≤``, ``>`` or ``>=``/``≥``
   (``file_size_mb<=``, ``width/height≥``...). Image rules become an
   :class:`~airflow_provider_runcomfy.validation.ImageRules` that the header-only Pillow probes of
   :mod:`airflow_provider_runcomfy.images` apply, and each refusal quotes the schema's own
-  ``validation_error``. A rule of another shape is **logged and skipped, never guessed**. Video and
-  audio files are not probed (Pillow cannot read them): only their URLs are checked.
+  ``validation_error``. A ``validation_value`` is compared as written (``"0.33"`` and ``0.33`` are
+  33/100, not 1/3). ``file_size_mb`` rules of video and audio fields are enforced from the file's
+  announced length (or a ``data:`` URI's decoded size); their pixel rules cannot be checked without
+  decoding the media. A rule that cannot be applied (of another shape, on a non-media field, a pixel
+  rule on a video) is **never guessed and never dropped silently**: it is logged as a warning and
+  listed in :attr:`ModelSchema.unapplied`, which ``strict_schema=True`` refuses.
 
 Decisions (where the schema form is silent):
 
@@ -138,13 +144,48 @@ def _show_number(value: Any) -> str:
     return str(value)
 
 
-def image_rules_from(label: str, field: str, validations: Any, formats: frozenset[str] | None) -> ImageRules:
+def _media_format(prop: Mapping[str, Any]) -> tuple[MediaKind, bool] | None:
     """
-    Read a media field's ``validations`` into the limits the image probes apply.
+    The media kind of a field and whether it is a list, in either form RunComfy publishes.
+
+    The partner nodes' catalog puts ``image_uris`` on the field; the model pages put ``image_uri``
+    on an array's ``items``. Missing the second form silently dropped every image check once.
+    """
+    fmt = prop.get("format")
+    found = MEDIA_FORMATS.get(fmt) if isinstance(fmt, str) else None
+    if found is not None:
+        return found
+    items = prop.get("items")
+    if isinstance(items, Mapping):
+        inner = items.get("format")
+        found = MEDIA_FORMATS.get(inner) if isinstance(inner, str) else None
+        if found is not None:
+            return found[0], True
+    return None
+
+
+def _show_rule(rule: Any) -> str:
+    if isinstance(rule, Mapping):
+        return f"{rule.get('validation_rule')!r} {rule.get('validation_value')!r}"
+    return repr(rule)
+
+
+def image_rules_from(
+    label: str,
+    field: str,
+    validations: Any,
+    formats: frozenset[str] | None,
+    *,
+    kind: MediaKind = MediaKind.IMAGE,
+    unapplied: list[str] | None = None,
+) -> ImageRules:
+    """
+    Read a media field's ``validations`` into the limits the checks apply.
 
     ``file_size_mb`` is read in decimal megabytes (10**6 bytes, the stricter reading; see
     :mod:`airflow_provider_runcomfy.validation`). When two rules bound the same side, the stricter
-    one is kept. Rules of another shape are logged and skipped.
+    one is kept. Rules of another shape, and pixel rules of a video or audio field (which would need
+    the media decoded), are logged and appended to ``unapplied``: never guessed, never silent.
     """
     limits: dict[str, Limits] = {name: Limits() for name in _QUANTITY_FIELD.values()}
     for rule in validations if isinstance(validations, list) else ():
@@ -158,8 +199,21 @@ def image_rules_from(label: str, field: str, validations: Any, formats: frozense
                 field,
                 rule,
             )
+            if unapplied is not None:
+                unapplied.append(f"{field}: {_show_rule(rule)} (a rule the provider does not know)")
             continue
         quantity, op = match.groups()
+        if quantity != "file_size_mb" and not kind.is_probed:
+            log.warning(
+                "%s: %s: validation rule %r needs the %s decoded; it is not checked before the submit",
+                label,
+                field,
+                rule,
+                kind.value,
+            )
+            if unapplied is not None:
+                unapplied.append(f"{field}: {_show_rule(rule)} (needs the {kind.value} decoded)")
+            continue
         note = rule.get("validation_error")
         note = note if isinstance(note, str) and note.strip() else None
         inclusive = op in ("<=", ">=", "≤", "≥")
@@ -186,7 +240,7 @@ class MediaField:
     :param name: the field's name.
     :param kind: what its URLs point at.
     :param many: a list of URLs (``*_uris``) rather than one.
-    :param rules: the limits of its files (checked on images only).
+    :param rules: the limits of its files (every rule on images, the file size on video and audio).
     """
 
     name: str
@@ -229,6 +283,8 @@ class ModelSchema:
     :param media: its media fields.
     :param extras: a documented model's page rules the schema cannot state (``None`` for others).
     :param source: where the schema came from, for logs (``catalog``, ``bundled``, ``input_schema``).
+    :param unapplied: the rules the schema states that cannot be checked here, in words (each was
+        logged as a warning; ``strict_schema=True`` refuses a schema with any).
     """
 
     model_id: str
@@ -239,6 +295,7 @@ class ModelSchema:
     media: tuple[MediaField, ...]
     extras: DocumentedExtras | None = None
     source: str = "catalog"
+    unapplied: tuple[str, ...] = ()
 
     @classmethod
     def from_schema(
@@ -273,16 +330,25 @@ class ModelSchema:
         if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
             raise RunComfySchemaError(f"The input schema of {name}: 'required' must be a list of field names")
         media = []
+        unapplied: list[str] = []
         formats = extras.image_formats if extras else None
         for field, prop in properties.items():
-            found = MEDIA_FORMATS.get(prop.get("format"))  # type: ignore[arg-type]
+            found = _media_format(prop)
             if found is None:
                 if prop.get("validations"):
-                    log.warning("%s: %s has validations but is no media field; they are skipped", name, field)
+                    log.warning(
+                        "%s: %s has validations but is no media field; they cannot be checked", name, field
+                    )
+                    unapplied.append(f"{field}: validations on a field that is no media field")
                 continue
             kind, many = found
             rules = image_rules_from(
-                name, field, prop.get("validations"), formats if kind.is_probed else None
+                name,
+                field,
+                prop.get("validations"),
+                formats if kind.is_probed else None,
+                kind=kind,
+                unapplied=unapplied,
             )
             media.append(MediaField(field, kind, many, rules))
         built = cls(
@@ -294,6 +360,7 @@ class ModelSchema:
             media=tuple(media),
             extras=extras,
             source=source,
+            unapplied=tuple(unapplied),
         )
         built._check_standard_part()
         return built
@@ -306,11 +373,16 @@ class ModelSchema:
         return next((m.rules for m in self.media if m.kind.is_probed), None)
 
     def image_groups(self, inputs: Mapping[str, Any]) -> list[tuple[ImageRules, list[tuple[str, str]]]]:
-        """The image URLs to probe, grouped by the field whose limits apply to them."""
+        """
+        The image URLs to probe, grouped by the field whose limits apply to them.
+
+        ``data:`` URIs are not among them: nothing is fetched, they are checked where they are
+        (:func:`airflow_provider_runcomfy.media_sources.check_inline_media`).
+        """
         groups = []
         for media in self.media:
             if media.kind.is_probed and media.name in inputs:
-                pairs = media.urls(inputs[media.name])
+                pairs = [(f, url) for f, url in media.urls(inputs[media.name]) if url[:5].lower() != "data:"]
                 if pairs:
                     groups.append((media.rules, pairs))
         return groups
@@ -488,7 +560,14 @@ class ModelSchema:
         for field, item in items:
             if media.many or isinstance(item, str):  # a single non-string is the type check's
                 try:
-                    check_url(field, item)
+                    if isinstance(item, str) and item[:5].lower() == "data:":
+                        # An inline file (RunComfy's own clients send them): decoded here, its
+                        # content checked against the field's rules by media_sources.
+                        from airflow_provider_runcomfy.media_sources import parse_data_uri
+
+                        parse_data_uri(field, item, media.kind.value)
+                    else:
+                        check_url(field, item)
                 except RunComfyInputError as err:
                     problems.append(self._problem(field, "media", err.rule))
         return problems

@@ -43,7 +43,7 @@ from airflow_provider_runcomfy.contract import (
     SIZE_FIELD,
     VIDEO_MODEL_ID,
 )
-from airflow_provider_runcomfy.exceptions import RunComfyInputError
+from airflow_provider_runcomfy.exceptions import RunComfyInputError, redact_data_uris
 
 if TYPE_CHECKING:
     from airflow_provider_runcomfy.schema import ModelSchema
@@ -60,7 +60,8 @@ def _type_name(value: Any) -> str:
 
 
 def _shorten(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    # Redacted before it is cut: an inline file is shown by type, size and digest, never its bytes.
+    text = redact_data_uris(repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -199,7 +200,7 @@ class ImageRules:
 
     def check(self, field: str, fmt: str | None, width: int, height: int, size_bytes: int | None) -> None:
         """
-        Raise :class:`RunComfyInputError` naming ``field`` for the first rule the image breaks.
+        Raise :class:`RunComfyInputError` naming ``field`` and every rule the image breaks.
 
         :param field: the input's name with its index, e.g. ``image_urls[0]``.
         :param fmt: Pillow's format name (``"PNG"``, ``"JPEG"``, ``"GIF"``...).
@@ -207,24 +208,36 @@ class ImageRules:
         :param height: the height in pixels.
         :param size_bytes: the file size, or ``None`` when it is unknown.
         """
-        self.check_format(field, fmt)
+        problems = self.format_problems(fmt)
         if size_bytes is not None:
-            self.check_size(field, size_bytes)
-        self.check_dimensions(field, width, height)
+            problems += self.size_problems(size_bytes)
+        problems += self.dimension_problems(width, height)
+        _raise_all(field, problems)
+
+    def check_header(self, field: str, fmt: str | None, width: int, height: int) -> None:
+        """Refuse a bad format and bad dimensions at once, naming every rule broken (not only the first)."""
+        _raise_all(field, self.format_problems(fmt) + self.dimension_problems(width, height))
 
     def check_format(self, field: str, fmt: str | None) -> None:
         """Refuse a format the model does not take (GIF, WEBP...)."""
+        _raise_all(field, self.format_problems(fmt))
+
+    def format_problems(self, fmt: str | None) -> list[str]:
+        """The format rule broken, if any, in words."""
         if self.formats is not None and fmt not in self.formats:
             allowed = " or ".join(sorted(self.formats))
-            raise RunComfyInputError(
-                field, f"{fmt or 'this format'} is not accepted by {self.model} ({allowed} only)"
-            )
+            return [f"{fmt or 'this format'} is not accepted by {self.model} ({allowed} only)"]
+        return []
 
     def check_size(self, field: str, size_bytes: int) -> None:
         """Refuse a file outside the size limits; usable as soon as ``Content-Length`` is known."""
+        _raise_all(field, self.size_problems(size_bytes))
+
+    def size_problems(self, size_bytes: int) -> list[str]:
+        """The size rule broken, if any, in words."""
         bound = self.file_bytes.breaks(size_bytes)
         if bound is None:
-            return
+            return []
         limit = int(bound.value)
         shown = _describe_size(size_bytes, limit)
         if bound is self.file_bytes.high:
@@ -235,11 +248,22 @@ class ImageRules:
         else:
             least = "of at least" if bound.inclusive else "over"
             rule = f"{shown} is too small: {self.model} accepts files {least} {_describe_bytes(limit)}"
-        raise RunComfyInputError(field, _with_note(rule, bound))
+        return [_with_note(rule, bound)]
 
     def check_dimensions(self, field: str, width: int, height: int) -> None:
-        """Refuse sides over their upper limits, an empty image, sides under their lower ones, a bad ratio."""
+        """Refuse sides outside their limits, an empty image and a bad ratio, naming every rule broken."""
+        _raise_all(field, self.dimension_problems(width, height))
+
+    def dimension_problems(self, width: int, height: int) -> list[str]:
+        """
+        Every dimension rule the image breaks, in words (a 5000x1000 image: its width and its ratio).
+
+        An empty image is only that: its sides and ratio mean nothing.
+        """
         px = f"{width}x{height} px"
+        if width <= 0 or height <= 0:
+            return [f"{px} has no pixels"]
+        problems = []
         for side, value, too, name in (
             ("width", width, "wider", "wide"),
             ("height", height, "taller", "tall"),
@@ -252,9 +276,7 @@ class ImageRules:
                     if high.inclusive
                     else f"{px} is too {name}: {self.model} needs the {side} to be less than {limit} px"
                 )
-                raise RunComfyInputError(field, _with_note(rule, high))
-        if width <= 0 or height <= 0:
-            raise RunComfyInputError(field, f"{px} has no pixels")
+                problems.append(_with_note(rule, high))
         for side, value, name in (("width", width, "narrow"), ("height", height, "short")):
             low = getattr(self, side).low
             if low is not None and not low.admits_as_low(value):
@@ -262,18 +284,24 @@ class ImageRules:
                 rule = (
                     f"{px} is too {name}: {self.model} needs the {side} to be {least} {_ratio(low.value)} px"
                 )
-                raise RunComfyInputError(field, _with_note(rule, low))
+                problems.append(_with_note(rule, low))
         ratio = Fraction(width, height)
         bound = self.ratio.breaks(ratio)
         if bound is not None:
-            raise RunComfyInputError(
-                field,
+            problems.append(
                 _with_note(
                     f"{px} has an aspect ratio (width/height) of {_show_ratio(ratio, self.ratio)}; "
                     f"{self.model} needs it {self.ratio.describe(_ratio)}",
                     bound,
-                ),
+                )
             )
+        return problems
+
+
+def _raise_all(field: str, problems: list[str]) -> None:
+    """One error naming ``field`` and every rule it breaks, so a DAG author fixes them in one go."""
+    if problems:
+        raise RunComfyInputError(field, "; also ".join(problems))
 
 
 def _describe_bytes(limit: int) -> str:
@@ -303,7 +331,9 @@ def check_url(field: str, value: Any) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise RunComfyInputError(
-            field, f"must be an http(s) URL that RunComfy can fetch, got {_shorten(value)}"
+            field,
+            "must be an http(s) URL that RunComfy can fetch, a data: URI, or a local or object-storage "
+            f"file (an absolute path, file://, s3://, gs://...), got {_shorten(value)}",
         )
     return value
 

@@ -282,13 +282,13 @@ def test_the_documented_models_come_from_their_shipped_schemas() -> None:
     assert edit.formats == video.formats == frozenset({"JPEG", "PNG"}), "the page's extra: JPEG or PNG only"
     assert edit.largest_file == 15_000_000
     assert edit.ratio.low is not None
-    assert (edit.ratio.low.value, edit.ratio.low.inclusive) == (Fraction(1, 3), True)
+    assert (edit.ratio.low.value, edit.ratio.low.inclusive) == (Fraction(33, 100), True), "as written: 0.33"
     assert video.largest_file == 4_699_999
     assert video.width.low is not None
     assert (video.width.low.value, video.width.low.inclusive) == (320, False)
     with pytest.raises(RunComfyInputError) as info:
         video.check("image_urls[0]", "PNG", 300, 800, None)
-    assert 'schema: "Image width and height must be greater than 320 pixels."' in info.value.rule
+    assert 'schema: "The shortest side must be at least 320 pixels."' in info.value.rule
 
 
 def test_a_documented_model_keeps_its_extras_with_a_schema_from_elsewhere() -> None:

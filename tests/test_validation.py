@@ -203,8 +203,6 @@ def test_none_optional_fields_are_left_out_so_defaults_apply() -> None:
         pytest.param(VIDEO_MODEL_ID, video(seed="x"), "seed", "must be an integer", id="seed-str"),
         pytest.param(VIDEO_MODEL_ID, video(seed=1.5), "seed", "must be an integer", id="seed-float"),
         pytest.param(VIDEO_MODEL_ID, video(seed=False), "seed", "must be an integer", id="seed-bool"),
-        pytest.param(VIDEO_MODEL_ID, video(seed=-2), "seed", "between -1 and", id="seed-below-random"),
-        pytest.param(VIDEO_MODEL_ID, video(seed=2**32), "seed", "between -1 and", id="seed-too-big"),
     ],
 )
 def test_each_rule_refuses_and_names_the_field(model_id: str, inputs: Any, field: str, words: str) -> None:
@@ -348,7 +346,7 @@ def test_images_at_the_limits_pass(
         pytest.param(EDIT_RULES, "PNG", 1200, 4097, None, "1200x4097 px is taller than the 4096 px"),
         pytest.param(EDIT_RULES, "PNG", 800, 600, 16_200_000, "16.2 MB is larger than the 15 MB"),
         pytest.param(EDIT_RULES, "PNG", 800, 600, 15_000_001, "15,000,001 bytes is larger than the 15 MB"),
-        pytest.param(EDIT_RULES, "PNG", 999, 3000, None, "within [1/3, 3]"),
+        pytest.param(EDIT_RULES, "PNG", 989, 3000, None, "within [0.33, 3]"),
         pytest.param(EDIT_RULES, "PNG", 3001, 1000, None, "of 3.001;"),
         pytest.param(VIDEO_RULES, "PNG", 800, 600, 4_700_000, "under 4.7 MB (4,700,000 bytes)"),
         pytest.param(VIDEO_RULES, "PNG", 320, 800, None, "320x800 px is too narrow"),

@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-catalog", action="store_true", help="make GET /v1/models... answer 503 (catalog unavailable)"
     )
     p.add_argument(
+        "--schema-form",
+        choices=("page", "catalog"),
+        default="page",
+        help="how the catalog writes input schemas: as RunComfy's model pages do (default) or as the "
+        "partner nodes' catalog does",
+    )
+    p.add_argument(
         "--model",
         action="append",
         default=[],
@@ -144,6 +151,7 @@ async def _main(args: argparse.Namespace) -> int:
             "balance": args.balance,
             "hold_until_submits": args.hold_until_submits,
             "catalog_available": not args.no_catalog,
+            "schema_form": args.schema_form,
             "dialect": args.dialect,
         }
     )

@@ -4,11 +4,18 @@ RunComfy's clients read these endpoints (the CLI's ``models`` commands, the part
 schema look-ups); the emulator serves the same shapes:
 
 - the two documented Dreamina models, with the input schemas the provider ships
-  (``airflow_provider_runcomfy/schemas``), so the emulator and the provider read one copy;
+  (``airflow_provider_runcomfy/schemas``, RunComfy's model pages verbatim), so the emulator and the
+  provider read one copy;
 - two demo models known only from the catalog (``runcomfy/emulator/demo-image`` priced per output,
   ``runcomfy/emulator/demo-video`` priced per second), whose schemas use every rule kind, so tests
   can prove that pre-flight refuses bad inputs of a model the provider has no file for;
 - models a test adds with its own schema (``RunComfyEmulator.add_model``).
+
+Schemas are served in either form RunComfy publishes (the ``schema_form`` knob): ``"page"``, as
+written on the model pages (the media format on an array's ``items``, some ``validation_value``s as
+strings), the default, so the suite meets the form a user meets; or ``"catalog"``, as the partner
+nodes' catalog writes them (``"format": "image_uris"`` on the field, ``number`` for ``float``,
+numbers as numbers); see :func:`as_catalog_form`.
 
 **Every price here is the emulator's own, not RunComfy's** (RunComfy does not document prices); each
 entry's ``pricing_note`` says so.
@@ -24,20 +31,20 @@ small, and the provider's own interpreter (``airflow_provider_runcomfy.schema``)
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
 from airflow_provider_runcomfy.catalog import bundled_model
 from airflow_provider_runcomfy.contract import EDIT_MODEL_ID, VIDEO_MODEL_ID
 
-from .rules import ImageRuleError, InputError, ModelSpec
+from .rules import ImageRuleError, InputError, ModelSpec, check_media_value
 
 #: The note every emulator price carries.
 EMULATOR_PRICE_NOTE = "The RunComfy emulator's own price, for tests; not RunComfy's price."
@@ -49,6 +56,8 @@ COUNT_FIELDS = ("num_images", "num_outputs", "number_of_images", "num_videos")
 DURATION_FIELDS = ("duration", "duration_seconds", "seconds")
 #: Media formats of RunComfy's schemas; ``*_uris`` are lists.
 MEDIA_FORMATS = frozenset({"image_uri", "image_uris", "video_uri", "video_uris", "audio_uri", "audio_uris"})
+#: The two forms a schema is served in (see the module docstring).
+SCHEMA_FORMS = ("page", "catalog")
 _RULE = re.compile(r"^(file_size_mb|width_pixels|height_pixels|width/height)\s*(<=|>=|≤|≥|<|>)$")
 _TYPE_NAMES = {"string": str, "boolean": bool, "array": list, "object": dict}
 #: A byte in the emulator's reading of ``file_size_mb`` (binary, the lenient reading, as in rules.py).
@@ -68,8 +77,8 @@ class CatalogEntry:
     pricing_note: str = EMULATOR_PRICE_NOTE
     kind: str = "model"
 
-    def to_dict(self, include_schema: bool = True) -> dict[str, Any]:
-        """The catalog answer for this model."""
+    def to_dict(self, include_schema: bool = True, form: str = "page") -> dict[str, Any]:
+        """The catalog answer for this model, its schema in ``form`` (``page`` as written, or ``catalog``)."""
         body: dict[str, Any] = {
             "model_id": self.model_id,
             "display_name": self.display_name,
@@ -80,7 +89,9 @@ class CatalogEntry:
             "pricing_note": self.pricing_note,
         }
         if include_schema:
-            body["input_schema"] = self.input_schema
+            body["input_schema"] = (
+                as_catalog_form(self.input_schema) if form == "catalog" else self.input_schema
+            )
         return body
 
     @property
@@ -312,7 +323,7 @@ class Catalog:
         """Every category, sorted."""
         return sorted({c for e in self._entries.values() for c in e.categories})
 
-    def page(self, query: dict[str, str]) -> dict[str, Any]:
+    def page(self, query: dict[str, str], form: str = "page") -> dict[str, Any]:
         """``GET /v1/models``: filter by ``search``, ``category`` and ``kind``, then page.
 
         Raises ``ValueError`` for a bad ``limit`` or ``offset``.
@@ -333,7 +344,7 @@ class Catalog:
             and (not kind or kind == e.kind)
         ]
         return {
-            "models": [e.to_dict(include_schema) for e in found[offset : offset + limit]],
+            "models": [e.to_dict(include_schema, form) for e in found[offset : offset + limit]],
             "total": len(found),
         }
 
@@ -353,9 +364,48 @@ def _type_ok(kind: Any, value: Any) -> bool:
 def _check_url(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise InputError(name, "must be a URL string")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InputError(name, "must be a publicly reachable http(s) URL")
+    check_media_value(name, value)
+
+
+def media_format(prop: Any) -> str | None:
+    """A field's media format in either form: on the field (``image_uris``) or on its ``items``."""
+    if not isinstance(prop, dict):
+        return None
+    fmt = prop.get("format")
+    if fmt in MEDIA_FORMATS:
+        return str(fmt)
+    items = prop.get("items")
+    inner = items.get("format") if isinstance(items, dict) else None
+    return f"{inner}s" if inner in ("image_uri", "video_uri", "audio_uri") else None
+
+
+def _as_number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def as_catalog_form(schema: dict[str, Any]) -> dict[str, Any]:
+    """The partner nodes' catalog form of a page-form schema: formats on fields, ``number``, numbers."""
+    out = copy.deepcopy(schema)
+    for prop in (out.get("properties") or {}).values():
+        if not isinstance(prop, dict):
+            continue
+        fmt = media_format(prop)
+        if fmt is not None and prop.get("type") == "array":
+            prop["format"] = fmt
+            if isinstance(prop.get("items"), dict):
+                prop["items"].pop("format", None)
+        if prop.get("type") == "float":
+            prop["type"] = "number"
+        for rule in prop.get("validations") or ():
+            if isinstance(rule, dict) and "validation_value" in rule:
+                rule["validation_value"] = _as_number(rule["validation_value"])
+    return out
 
 
 def check_inputs(schema: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -393,8 +443,8 @@ def check_inputs(schema: dict[str, Any], inputs: dict[str, Any]) -> dict[str, An
                 raise InputError(name, f"must hold at least {prop['minItems']} items, got {len(value)}")
             if "maxItems" in prop and len(value) > prop["maxItems"]:
                 raise InputError(name, f"must hold at most {prop['maxItems']} items, got {len(value)}")
-        fmt = prop.get("format")
-        if fmt in MEDIA_FORMATS:
+        fmt = media_format(prop)
+        if fmt is not None:
             items = value if isinstance(value, list) else [value]
             for i, item in enumerate(items):
                 _check_url(f"{name}[{i}]" if isinstance(value, list) else name, item)
@@ -406,7 +456,7 @@ def media_inputs(schema: dict[str, Any], params: dict[str, Any]) -> list[tuple[s
     """The image URLs of a job with their field names and the field's ``validations``."""
     found: list[tuple[str, str, list[Any]]] = []
     for name, prop in (schema.get("properties") or {}).items():
-        if prop.get("format") not in ("image_uri", "image_uris") or name not in params:
+        if media_format(prop) not in ("image_uri", "image_uris") or name not in params:
             continue
         value = params[name]
         validations = prop.get("validations") or []
@@ -440,7 +490,7 @@ def check_image(data: bytes, field_name: str, validations: list[Any]) -> None:
         if not isinstance(rule, dict):
             continue
         match = _RULE.match(str(rule.get("validation_rule", "")).strip())
-        limit = rule.get("validation_value")
+        limit = _as_number(rule.get("validation_value"))  # compared as written: "0.33" is 0.33
         if match is None or isinstance(limit, bool) or not isinstance(limit, int | float):
             continue
         quantity, op = match.groups()

@@ -10,6 +10,8 @@ in the server's thread pool when the job starts, so outputs are ready when the s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -134,9 +136,11 @@ def fetch_input(url: str, index: int, limit: int, field_name: str | None = None)
     without downloading all of it). Proxies from the environment are ignored: the emulator only
     talks to local hosts. Raises ``JobFailure`` naming ``image_urls[index]``.
     """
+    field_name = field_name or f"image_urls[{index}]"
+    if url[:5].lower() == "data:":
+        return decode_data_uri(url, field_name)[:limit]
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, method="GET", headers={"User-Agent": FETCH_USER_AGENT})
-    field_name = field_name or f"image_urls[{index}]"
     try:
         with opener.open(request, timeout=FETCH_TIMEOUT) as resp:
             data: bytes = resp.read(limit)
@@ -146,6 +150,18 @@ def fetch_input(url: str, index: int, limit: int, field_name: str | None = None)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise JobFailure(f"{field_name}: could not fetch {url}: {reason}") from exc
+
+
+def decode_data_uri(url: str, field_name: str) -> bytes:
+    """The bytes of a ``data:...;base64,`` input, as the service reads it; ``JobFailure`` if broken."""
+    _, _, payload = url.partition(",")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise JobFailure(f"{field_name}: the data URI's base64 payload is broken") from exc
+    if not data:
+        raise JobFailure(f"{field_name}: the data URI holds no bytes")
+    return data
 
 
 def run_job(

@@ -10,6 +10,10 @@ Two kinds of rules, checked at two moments, as the real service does:
   URL has been fetched, which happens when the job starts running. A violation ends the job
   ``failed`` with an error text naming ``image_urls[i]`` and the rule.
 
+Media fields take an ``http(s)`` URL or a ``data:`` URI (``data:image/png;base64,...``), as RunComfy's
+own partner nodes send them: the URI's form is checked at the submit, its payload is decoded when the
+job runs and then checked like a fetched file (a broken payload fails the job).
+
 Unknown input fields are **rejected** (HTTP 400, ``"<field>: unknown field"``): the real service's
 behaviour is not documented, and a strict emulator catches a misspelt field (for example an ASCII
 ``x`` in ``width×height``) that would otherwise be silently ignored and cost a paid run with
@@ -135,13 +139,14 @@ def _mb(n: int) -> str:
     return f"{n / MB:g}"
 
 
-#: Dreamina 4.0 edit: "each ≤ 15 MB; width and height ≤ 4096; width/height within [1/3, 3]".
+#: Dreamina 4.0 edit: "each ≤ 15 MB; width and height ≤ 4096; width/height ≥ 0.33 and ≤ 3" (the page's
+#: values as written: its text says "[1/3, 3]" but its rule says 0.33, so a 331x1000 image passes).
 EDIT_IMAGE_RULES = ImageRules(
     max_bytes=15 * MB,
     max_bytes_inclusive=True,
     max_side=4096,
     min_side_exclusive=None,
-    min_aspect=1 / 3,
+    min_aspect=0.33,
     max_aspect=3.0,
     aspect_inclusive=True,
 )
@@ -213,6 +218,19 @@ def _check_prompt(inputs: dict[str, Any]) -> str:
     return prompt
 
 
+def check_media_value(field: str, value: str) -> None:
+    """An ``http(s)`` URL with a host, or a base64 ``data:`` URI with a media type (read when it runs)."""
+    if value[:5].lower() == "data:":
+        header, comma, _ = value.partition(",")
+        params = [p.strip().lower() for p in header[5:].split(";")]
+        if not comma or "/" not in params[0] or "base64" not in params[1:]:
+            raise InputError(field, "must be a data URI of the form data:<type>/<subtype>;base64,<payload>")
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputError(field, "must be a publicly reachable http(s) URL or a data: URI")
+
+
 def _check_image_urls(inputs: dict[str, Any], min_count: int, max_count: int) -> list[str]:
     if "image_urls" not in inputs or inputs["image_urls"] is None:
         raise InputError("image_urls", "is required")
@@ -227,9 +245,7 @@ def _check_image_urls(inputs: dict[str, Any], min_count: int, max_count: int) ->
     for i, url in enumerate(urls):
         if not isinstance(url, str):
             raise InputError(f"image_urls[{i}]", f"must be a URL string, got {_type_name(url)}")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InputError(f"image_urls[{i}]", "must be a publicly reachable http(s) URL")
+        check_media_value(f"image_urls[{i}]", url)
     return list(urls)
 
 

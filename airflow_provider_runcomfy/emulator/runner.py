@@ -354,6 +354,10 @@ class RunComfyEmulator:
     catalog_available: _Knob[bool, bool] = _Knob(
         "Whether ``GET /v1/models...`` answers; ``False`` makes it answer 503 (submits still work)."
     )
+    schema_form: _Knob[str, str] = _Knob(
+        'How the catalog writes input schemas: ``"page"`` as RunComfy\'s model pages do (the default) or '
+        '``"catalog"`` as the partner nodes\' catalog does (see ``catalog.py``).'
+    )
 
     def add_model(
         self,

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import media
-from .catalog import AddedModel, Catalog
+from .catalog import SCHEMA_FORMS, AddedModel, Catalog
 from .dialect import Dialect, as_dialect
 from .index import index_response
 from .jobs import (
@@ -91,6 +91,10 @@ class EmulatorConfig:
     makes "these N jobs were in flight together" a fact of the emulator rather than of the machine's
     speed: with one worker slot, N deferrable tasks can only all submit if each gave its slot back.
 
+    ``schema_form`` is how the catalog writes input schemas: ``"page"`` (as RunComfy's model pages do:
+    the media format on an array's ``items``, some values as strings) or ``"catalog"`` (as the partner
+    nodes' catalog does: ``image_uris`` on the field, ``number`` for ``float``, numbers as numbers).
+
     ``dialect`` is the exception: it shapes every answer from the moment it is set (a preset name
     such as ``"live"``, names joined with ``+``, a ``Dialect``, or a dict of its flags).
     """
@@ -103,6 +107,7 @@ class EmulatorConfig:
     catalog_available: bool = True
     hold_until_submits: int | None = None
     dialect: Dialect = field(default_factory=Dialect)
+    schema_form: str = "page"
 
     def update(self, data: dict[str, Any]) -> None:
         """Apply the given knobs after checking them all (``ValueError`` leaves the config unchanged)."""
@@ -129,6 +134,10 @@ class EmulatorConfig:
             elif key == "failure_message":
                 if value is not None and not isinstance(value, str):
                     raise ValueError(f"{key} must be a string or null")
+                checked[key] = value
+            elif key == "schema_form":
+                if value not in SCHEMA_FORMS:
+                    raise ValueError(f"{key} must be one of {', '.join(SCHEMA_FORMS)}")
                 checked[key] = value
             elif key == "catalog_available":
                 if not isinstance(value, bool):
@@ -535,7 +544,7 @@ class EmulatorServer:
         path = request.path.rstrip("/")
         if path == "/v1/models":
             try:
-                return json_response(200, self.catalog.page(request.query))
+                return json_response(200, self.catalog.page(request.query, self.config.schema_form))
             except ValueError as exc:
                 return json_response(400, {"error_message": f"bad catalog query: {exc}"})
         if path == "/v1/models/categories":
@@ -544,7 +553,7 @@ class EmulatorServer:
         entry = self.catalog.get(model_id)
         if entry is None:
             return _api_error(404, 400001, f"InvalidResourceIdentifier: unknown model_id {model_id!r}")
-        return json_response(200, entry.to_dict())
+        return json_response(200, entry.to_dict(form=self.config.schema_form))
 
     def _submit(self, request: Request, ctx: _Ctx, model_id: str, token: str, dialect: Dialect) -> Response:
         spec = MODELS.get(model_id) or self.catalog.catalog_spec(model_id)

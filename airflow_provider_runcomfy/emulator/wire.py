@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: Largest request head (request line plus headers) and body the emulator reads.
 MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 SERVER_NAME = "runcomfy-emulator"
 

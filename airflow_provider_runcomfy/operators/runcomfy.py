@@ -222,6 +222,11 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         reconnect, when a retry reconnects to a running job); a job still queued then is cancelled.
     :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
     :param validate_images: probe the input images with Pillow (format, bytes, size) before paying.
+        Inline files (``data:`` URIs, and local or object-storage files) are always checked: they
+        cost no request.
+    :param source_conn_id: the Airflow connection of the object store that media inputs such as
+        ``s3://bucket/key.png`` or ``gs://...`` are read from (local paths and ``file://`` need none).
+        Such files, like local ones, are checked and sent inline as ``data:`` URIs.
     :param strict_schema: refuse to submit when no input schema of the model can be found (the
         catalog unreachable or silent, and no ``input_schema``), instead of sending unchecked.
     :param input_schema: the model's input schema in RunComfy's form (e.g. copied from its page), as
@@ -249,6 +254,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         timeout: float = 3600,
         cancel_on_kill: bool = True,
         validate_images: bool = True,
+        source_conn_id: str | None = None,
         strict_schema: bool = False,
         input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
         max_cost_usd: float | None = None,
@@ -264,6 +270,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         self.timeout = timeout
         self.cancel_on_kill = cancel_on_kill
         self.validate_images = validate_images
+        self.source_conn_id = source_conn_id
         self.strict_schema = strict_schema
         self.input_schema = input_schema
         self.max_cost_usd = max_cost_usd
@@ -325,7 +332,10 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         inputs = self.build_inputs()
         info, why = self._catalog_entry()
         self._schema = self._find_schema(info, why)
+        self._refuse_unapplied_rules()
+        inputs = self._inline_private_files(inputs)
         self._payload = validate_inputs(self.model_id, inputs, self._schema)
+        self._check_inline_files(self._payload)
         self._estimate = estimate_cost(
             info,
             self._payload,
@@ -334,6 +344,46 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         )
         self.log.info("Estimated cost of this %s job: %s", self.model_id, self._estimate.describe())
         context["ti"].xcom_push(key=COST_ESTIMATE_XCOM_KEY, value=self._estimate.to_xcom())
+
+    def _refuse_unapplied_rules(self) -> None:
+        """With ``strict_schema=True``, a schema rule the provider cannot apply refuses the job."""
+        schema = self._schema
+        if schema is None or not schema.unapplied or not self.strict_schema:
+            return
+        raise RunComfySchemaError(
+            f"Not submitted: strict_schema=True and the input schema of {schema.label} states rules the "
+            f"provider cannot check: {'; '.join(schema.unapplied)}. Set strict_schema=False to submit "
+            "with those rules unchecked (each is logged as a warning)."
+        )
+
+    def _inline_private_files(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Local and object-storage files of media fields, read and turned into ``data:`` URIs (a copy)."""
+        if self._schema is None:
+            from airflow_provider_runcomfy.media_sources import files_among
+
+            for field, value in files_among(inputs):
+                self.log.warning(
+                    "%s looks like a file (%s), but without the model's schema its media fields are "
+                    "unknown: it is sent as written, which RunComfy cannot fetch. Pass input_schema=... "
+                    "to have it read and sent inline",
+                    field,
+                    value,
+                )
+            return inputs
+        from airflow_provider_runcomfy.media_sources import inline_private_files
+
+        return inline_private_files(self._schema, inputs, conn_id=self.source_conn_id)
+
+    def _check_inline_files(self, payload: dict[str, Any]) -> None:
+        """Check every inline file like a fetched one, and the body against RunComfy's 64 MiB (no request)."""
+        from airflow_provider_runcomfy.media_sources import check_inline_media, check_request_size
+
+        found = check_inline_media(self._schema, payload) if self._schema is not None else []
+        size = check_request_size(payload)
+        for field, inline in found:
+            self.log.info("%s: sending %s inline", field, inline.describe())
+        if found:
+            self.log.info("The request body is %s bytes", f"{size:,}")
 
     def _catalog_entry(self) -> tuple[ModelInfo | None, str | None]:
         """The model's catalog entry, or ``None`` and why (a failure here never fails the task)."""
@@ -578,17 +628,44 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
 
     def _finish(self, context: Context, event: Any) -> list[str]:
         self._urls = finish_wait(self, context, event, model_id=self.model_id)
+        self._warn_if_over_budget(event)
         return self._urls
 
-    def _probe_images(self, payload: dict[str, Any]) -> None:
-        groups = self._schema.image_groups(payload) if self._schema is not None else []
-        if not groups:
-            return
-        from airflow_provider_runcomfy.images import probe_images
+    def _warn_if_over_budget(self, event: dict[str, Any]) -> None:
+        """
+        A reported cost over ``max_cost_usd`` is a warning naming both.
 
+        ``max_cost_usd`` guards the estimate before the submit; with a base price that is a lower
+        bound, so the bill can still be higher: say so where the user will look.
+        """
+        limit = self.max_cost_usd
+        cost = (event.get("result") or {}).get("cost_usd")
+        if limit is None or isinstance(cost, bool) or not isinstance(cost, int | float) or cost <= limit:
+            return
+        estimate = self._estimate.describe() if self._estimate is not None else "not made in this try"
+        self.log.warning(
+            "RunComfy request %s cost $%s, over max_cost_usd $%s: the limit guards the estimate before "
+            "the submit (%s), and the job was billed more",
+            event.get("request_id"),
+            f"{cost:g}",
+            f"{float(limit):g}",
+            estimate,
+        )
+
+    def _probe_images(self, payload: dict[str, Any]) -> None:
+        if self._schema is None:
+            return
+        from airflow_provider_runcomfy.media_sources import probe_file_sizes
+
+        groups = self._schema.image_groups(payload)
         settings = self.hook.settings
-        for rules, images in groups:  # one group per image field: each has its own limits
-            probe_images(images, rules, timeouts=settings.timeouts, retry=settings.retry)
+        if groups:
+            from airflow_provider_runcomfy.images import probe_images
+
+            for rules, images in groups:  # one group per image field: each has its own limits
+                probe_images(images, rules, timeouts=settings.timeouts, retry=settings.retry)
+        # Video and audio: their file_size_mb rules, from the announced length (no decoding).
+        probe_file_sizes(self._schema, payload, timeouts=settings.timeouts, retry=settings.retry)
 
     @property
     def awaiting_result(self) -> bool:
@@ -610,7 +687,8 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
     """
     Edit images with Dreamina 4.0 (``bytedance/dreamina-4-0/edit``), up to 4K.
 
-    :param image_urls: 1 to 10 public JPEG/PNG URLs (6 or fewer recommended). (templated)
+    :param image_urls: 1 to 10 JPEG/PNG images (6 or fewer recommended): public URLs, ``data:`` URIs,
+        or files (absolute paths, ``file://``, ``s3://``... with ``source_conn_id``). (templated)
     :param prompt: what to do, at most 800 characters. (templated)
     :param size: the output size, ``"2048x2048"`` or the full label ``"2048x2048(1:1)"``; sent as
         the documented ``width×height`` label. (templated)
@@ -659,7 +737,8 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
     """
     Animate one image with Dreamina 3.0 Pro (``bytedance/dreamina-3-0/pro/image-to-video``).
 
-    :param image_url: one public JPEG/PNG URL, each side over 320 px. (templated)
+    :param image_url: one JPEG/PNG image, each side over 320 px: a public URL, a ``data:`` URI or a
+        file (absolute path, ``file://``, ``s3://``... with ``source_conn_id``). (templated)
     :param prompt: what should happen, at most 800 characters. (templated)
     :param seed: the random seed (-1 or ``None`` for a random one). (templated)
     :param frames: 121 (about 5 s) or 241 (about 10 s). (templated)

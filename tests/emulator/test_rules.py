@@ -23,7 +23,9 @@ EDIT_CASES: list[tuple[dict[str, Any], str]] = [
     ({"prompt": "x", "image_urls": [URL] * 11}, "image_urls"),
     ({"prompt": "x", "image_urls": [URL, 5]}, "image_urls[1]"),
     ({"prompt": "x", "image_urls": ["ftp://host/a.png"]}, "image_urls[0]"),
-    ({"prompt": "x", "image_urls": ["data:image/png;base64,AAAA"]}, "image_urls[0]"),
+    # A data: URI is taken (RunComfy's own clients send them), but only in its base64 form with a type.
+    ({"prompt": "x", "image_urls": ["data:image/png,AAAA"]}, "image_urls[0]"),
+    ({"prompt": "x", "image_urls": ["data:;base64,AAAA"]}, "image_urls[0]"),
     ({"image_urls": [URL]}, "prompt"),
     ({"image_urls": [URL], "prompt": None}, "prompt"),
     ({"image_urls": [URL], "prompt": 42}, "prompt"),
@@ -102,7 +104,8 @@ IMAGE_CASES: list[tuple[str, dict[str, Any], str | None]] = [
     (EDIT, {"w": 4097, "h": 2000}, "at most 4096"),
     (EDIT, {"w": 4096, "h": 2000, "fmt": "jpeg"}, None),
     (EDIT, {"w": 1000, "h": 301}, "aspect ratio"),
-    (EDIT, {"w": 299, "h": 900}, "aspect ratio"),
+    (EDIT, {"w": 290, "h": 900}, "aspect ratio"),
+    (EDIT, {"w": 331, "h": 1000}, None),  # 0.331: the page's rule is 0.33 as written, not 1/3
     (EDIT, {"w": 900, "h": 300}, None),
     (VIDEO, {"bytes": int(4.7 * MB)}, "file is"),
     (VIDEO, {"bytes": int(4.7 * MB) - 1, "fmt": "jpeg"}, None),
