@@ -138,7 +138,8 @@ class BatchRound:
             await asyncio.sleep(self._capped(random.uniform(0, self.poll_interval)))
         while watched:
             if self.end_time is not None and time.time() >= self.end_time:
-                finished += await _all(gate, [self._on_deadline(hook, w) for w in watched.values()])
+                last = await _all(gate, [self._on_deadline(hook, w) for w in watched.values()])
+                finished += [{"index": w.index, **e} for w, e in zip(watched.values(), last, strict=True)]
                 return _event(RoundEnd.TIMEOUT, finished, {})
             poll_started = time.monotonic()
             outcomes = await _all(gate, [self._poll(hook, w) for w in watched.values()])

@@ -53,7 +53,7 @@ batch_dag("rc_batch_short_timeout", deferrable=True, max_in_flight=2, timeout=2)
 batch_dag("rc_batch_chaos", deferrable=True, max_in_flight=50, poll_interval=0.3, progress_interval=1)
 batch_dag("rc_batch_chaos_sync", deferrable=False, max_in_flight=50, poll_interval=0.3, progress_interval=1)
 
-# A try killed by its execution_timeout while jobs run (their cancel is off: they go on), then a retry.
+# A try killed by its execution_timeout (6 s) while jobs run (their cancel is off: they go on), then a retry.
 with DAG(
     "rc_batch_killed",
     schedule=None,
@@ -69,6 +69,6 @@ with DAG(
         deferrable=False,
         max_in_flight=3,
         cancel_on_kill=False,
-        execution_timeout=timedelta(seconds=4),
+        execution_timeout=timedelta(seconds=6),
         **FAST,
     )
