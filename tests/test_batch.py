@@ -14,9 +14,11 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from airflow_provider_runcomfy import testing
 from airflow_provider_runcomfy.batch import ItemStatus, Ledger, RetryBook, RunComfyBatchInputError
 from airflow_provider_runcomfy.emulator import ECHO_MODEL, Fault
 from airflow_provider_runcomfy.exceptions import RunComfyBudgetExceededError
@@ -441,3 +443,35 @@ def test_the_ledger_counts_every_item_once() -> None:
     again = Ledger.from_xcom(ledger.results(), ledger.summary())
     assert again.results() == ledger.results()
     assert "Batch progress: 5/6 done, 1 in flight, 3 failed" in ledger.progress()
+
+
+# -- the example DAG -------------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).parents[1] / "example_dags" / "runcomfy_batch_catalog.py"
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "task_id"),
+    [("runcomfy_batch_catalog", "edit_catalog"), ("runcomfy_batch_catalog_chunked", "edit_chunk")],
+)
+def test_the_catalog_example_edits_every_photo_and_keeps_the_outputs(
+    emu: Any, tmp_path: Path, dag_id: str, task_id: str
+) -> None:
+    photos = [emu.sample_url("portrait.png"), emu.sample_url("landscape.jpg")] * 2 + [
+        emu.image_url(1200, 200)
+    ]
+    conf = {"photos": photos, "destination": tmp_path.as_uri(), "chunk_size": 2}
+    dag_run = testing.run_dag(EXAMPLE, run_conf=conf, dag_id=dag_id)
+
+    assert dag_run.state == "success", au.task_states(dag_run)
+    assert len(paid(emu)) == 4, "the photo the pre-flight refuses is skipped, never paid"
+    per_item = au.xcoms(dag_run)
+    if dag_id.endswith("chunked"):
+        chunks = [per_item[(task_id, i)] for i in range(3)]  # 5 photos in chunks of 2
+        assert [len(chunk) for chunk in chunks] == [2, 2, 1]
+        assert chunks[2] == [None]
+    else:
+        assert per_item[(task_id, -1)][4] is None
+    stored = per_item[("keep", -1)]
+    assert len(stored) == 4
+    assert all(Path(urlsplit(path).path).is_file() for path in stored), stored
