@@ -475,3 +475,47 @@ def test_the_catalog_example_edits_every_photo_and_keeps_the_outputs(
     stored = per_item[("keep", -1)]
     assert len(stored) == 4
     assert all(Path(urlsplit(path).path).is_file() for path in stored), stored
+
+
+# -- kills -----------------------------------------------------------------------------------------
+
+
+def queued_jobs(emu: Any, count: int) -> list[str]:
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+    emu.queue_seconds = 60
+    hook = RunComfyHook()
+    return [hook.submit(ECHO_MODEL, {"i": i}) for i in range(count)]
+
+
+def job_states(emu: Any, request_ids: list[str]) -> list[str]:
+    by_id = {job["request_id"]: job["status"] for job in emu.jobs()}
+    return [by_id[request_id] for request_id in request_ids]
+
+
+def test_a_worker_kill_cancels_the_batch_queued_jobs(emu: Any) -> None:
+    request_ids = queued_jobs(emu, 3)
+    op = RunComfyBatchOperator(task_id="batch", model_id=ECHO_MODEL, inputs=[{}] * 3)
+    op._in_flight = dict(enumerate(request_ids))  # what the window holds while the worker waits
+    op.on_kill()
+    assert job_states(emu, request_ids) == ["cancelled"] * 3
+    (kept,) = queued_jobs(emu, 1)
+    keep = RunComfyBatchOperator(task_id="keep", model_id=ECHO_MODEL, inputs=[{}], cancel_on_kill=False)
+    keep._in_flight = {0: kept}
+    keep.on_kill()
+    assert job_states(emu, [kept]) == ["in_queue"], "cancel_on_kill=False leaves the jobs alone"
+
+
+def test_the_trigger_on_kill_cancels_the_queued_jobs_it_watches_and_leaves_running_ones(emu: Any) -> None:
+    import asyncio
+
+    request_ids = queued_jobs(emu, 2)
+    running = {"last": ["in_progress", None], "word": "in_progress", "status_phase": "in_flight"}
+    watching = [
+        {"index": 0, "request_id": request_ids[0], "memory": None},
+        {"index": 1, "request_id": request_ids[1], "memory": running},  # seen running: not cancellable
+    ]
+    asyncio.run(RunComfyBatchTrigger(watching=watching).on_kill())
+    assert job_states(emu, request_ids) == ["cancelled", "in_queue"]
+    cancels = [r.request_id for r in emu.requests if r.path.endswith("/cancel")]
+    assert cancels == [request_ids[0]]
