@@ -476,7 +476,9 @@ class RunComfyBatchOperator(BaseOperator):
                     method_name="execute_complete",
                     timeout=timedelta(seconds=max(0.0, ledger.end_time - time.time())) + DEFERRAL_GRACE,
                 )
-            event = asyncio.run(self._wait_here(self._trigger(ledger, watching, still_to_submit).round()))
+            round_ = self._trigger(ledger, watching, still_to_submit).round()
+            round_.log = self.log  # in the worker, the round logs to the task's log
+            event = asyncio.run(self._wait_here(round_))
             watching = self._apply(ledger, event)
 
     def _fill(
