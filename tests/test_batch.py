@@ -519,3 +519,67 @@ def test_the_trigger_on_kill_cancels_the_queued_jobs_it_watches_and_leaves_runni
     assert job_states(emu, request_ids) == ["cancelled", "in_queue"]
     cancels = [r.request_id for r in emu.requests if r.path.endswith("/cancel")]
     assert cancels == [request_ids[0]]
+
+
+class FakeStore:
+    """The part of ``task_state_store`` the batch uses; what earlier tries left behind."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self.values[key] = value
+
+
+def test_a_retry_keeps_succeeded_jobs_waits_for_running_ones_and_submits_failed_ones_anew(emu: Any) -> None:
+    """The take-over rule, item by item (the store is a stand-in, so this runs on every Airflow line)."""
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+    hook = RunComfyHook()
+    emu.queue_seconds, emu.run_seconds = 0.0, 0.1
+    succeeded = hook.submit(ECHO_MODEL, {"i": 0})
+    emu.failure_message = "out of memory"
+    failed = hook.submit(ECHO_MODEL, {"i": 1})
+    emu.failure_message = None
+    deadline = time.monotonic() + 20
+    while job_states(emu, [succeeded, failed]) != ["succeeded", "failed"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    running = hook.submit(ECHO_MODEL, {"i": 2, "queue_seconds": 0.5, "run_seconds": 0.5})
+    store = FakeStore()
+    book = RetryBook(store)
+    for index, entry in enumerate(
+        [
+            {"id": succeeded},
+            {"id": failed},
+            {"id": running},
+            {"id": "expired-long-ago"},
+            {"uncertain": "lost"},
+        ]
+    ):
+        book.save(index, entry)
+    emu.clear_requests()
+
+    op = RunComfyBatchOperator(
+        task_id="batch",
+        model_id=ECHO_MODEL,
+        inputs=[{"i": i} for i in range(5)],
+        deferrable=False,
+        poll_interval=0.1,
+        allow_failures=1,
+    )
+    ti = FakeTI()
+    urls = op.execute({"ti": ti, "task_state_store": store})  # type: ignore[arg-type]
+
+    assert sorted(r.body["i"] for r in paid(emu)) == [1, 3], "only the failed and the expired item again"
+    new_ids = {r.body["i"]: r.request_id for r in paid(emu)}
+    results = ti.xcom["results"]
+    assert [r["request_id"] for r in results[:4]] == [succeeded, new_ids[1], running, new_ids[3]]
+    assert [r["status"] for r in results] == ["succeeded"] * 4 + ["error"]
+    assert results[4]["error"] == "lost"
+    assert urls[4] is None
+    assert all(urls[i] for i in range(4))
+    assert RetryBook(store).read(5)[1] == {"id": new_ids[1]}, "the new job is saved for the next retry"

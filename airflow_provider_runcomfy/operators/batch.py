@@ -32,7 +32,7 @@ import math
 import time
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
@@ -49,26 +49,23 @@ from airflow_provider_runcomfy.batch import (
     describe_failures,
 )
 from airflow_provider_runcomfy.exceptions import (
-    WAIT_FATAL_ERRORS,
     RunComfyBadRequestError,
     RunComfyBudgetExceededError,
     RunComfyError,
     RunComfyInputError,
-    RunComfyNotFoundError,
     RunComfySubmitUncertainError,
 )
-from airflow_provider_runcomfy.jobs import EventStatus, RequestWatch
+from airflow_provider_runcomfy.jobs import RequestWatch
 from airflow_provider_runcomfy.operators.runcomfy import (
     DEFERRAL_GRACE,
     RunComfyModelOperator,
     cancel_if_queued,
-    look_once,
 )
 from airflow_provider_runcomfy.validation import check_model_id, validate_inputs
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from airflow.providers.common.compat.sdk import Context
 
@@ -76,7 +73,8 @@ if TYPE_CHECKING:
     from airflow_provider_runcomfy.cost import CostEstimate
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
     from airflow_provider_runcomfy.schema import ModelSchema
-    from airflow_provider_runcomfy.triggers.batch import BatchRound
+
+_T = TypeVar("_T")
 
 #: A round ends (and the window is refilled) once this share of the window ended, so that a window
 #: of 200 is not refilled (one deferral, one resume) for every single job that ends.
@@ -402,8 +400,11 @@ class RunComfyBatchOperator(BaseOperator):
         saved = book.read(len(ledger.items))
         if not saved:
             return []
+        from airflow_provider_runcomfy.triggers.batch import Takeover, check_saved_jobs
+
         watching: list[dict[str, Any]] = []
         counts = {"in_flight": 0, "succeeded": 0, "anew": 0, "uncertain": 0}
+        jobs: list[tuple[int, str]] = []
         for index, entry in sorted(saved.items()):
             item = ledger.items[index]
             if item.status is ItemStatus.SKIPPED:
@@ -411,30 +412,20 @@ class RunComfyBatchOperator(BaseOperator):
             if entry.get("uncertain"):
                 item.status, item.error = ItemStatus.ERROR, str(entry["uncertain"])
                 counts["uncertain"] += 1
-                continue
-            request_id = str(entry.get("id"))
-            watch = RequestWatch(request_id, self.log)
-            item.request_id = request_id
-            try:
-                event = look_once(self.hook, watch)
-            except RunComfyNotFoundError:
-                event = {"status": EventStatus.FAILED.value, "message": "expired"}
-            except WAIT_FATAL_ERRORS:
-                raise
-            except RunComfyError as err:
-                self.log.warning(
-                    "Could not check request %s of item %d (%s); waiting for it", request_id, index, err
-                )
-                event = None
-            if event is None:
-                item.status = ItemStatus.IN_FLIGHT
-                watching.append({"index": index, "request_id": request_id, "memory": watch.memory()})
+            else:
+                jobs.append((index, str(entry.get("id"))))
+        checked = asyncio.run(self._with_async_hook(lambda hook: check_saved_jobs(hook, jobs, self.log)))
+        for index, decision, found in checked:
+            item = ledger.items[index]
+            if decision is Takeover.WAIT:
+                item.status, item.request_id = ItemStatus.IN_FLIGHT, found["request_id"]
+                watching.append(found)
                 counts["in_flight"] += 1
-            elif event.get("status") == EventStatus.SUCCESS.value:
-                item.settle(event)
+            elif decision is Takeover.KEEP:
+                item.request_id = found.get("request_id")
+                item.settle(found)
                 counts["succeeded"] += 1
             else:
-                item.request_id = None
                 book.forget(index)
                 counts["anew"] += 1
         self.log.info(
@@ -478,7 +469,7 @@ class RunComfyBatchOperator(BaseOperator):
                 )
             round_ = self._trigger(ledger, watching, still_to_submit).round()
             round_.log = self.log  # in the worker, the round logs to the task's log
-            event = asyncio.run(self._wait_here(round_))
+            event = asyncio.run(self._with_async_hook(round_.run))
             watching = self._apply(ledger, event)
 
     def _fill(
@@ -582,13 +573,13 @@ class RunComfyBatchOperator(BaseOperator):
             progress_interval=float(self.progress_interval),
         )
 
-    async def _wait_here(self, round_: BatchRound) -> dict[str, Any]:
-        """The in-worker round: the trigger's own, with a hook made for this event loop."""
+    async def _with_async_hook(self, work: Callable[[RunComfyHook], Awaitable[_T]]) -> _T:
+        """Run ``work`` with an async hook made for this event loop (the worker's own rounds and checks)."""
         from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 
         hook = RunComfyHook(runcomfy_conn_id=self.runcomfy_conn_id)
         try:
-            return await round_.run(hook)
+            return await work(hook)
         finally:
             await hook.aclose()
 
