@@ -583,3 +583,30 @@ def test_a_retry_keeps_succeeded_jobs_waits_for_running_ones_and_submits_failed_
     assert urls[4] is None
     assert all(urls[i] for i in range(4))
     assert RetryBook(store).read(5)[1] == {"id": new_ids[1]}, "the new job is saved for the next retry"
+
+
+def test_a_batch_that_must_stop_submitting_fails_after_its_jobs_end_and_its_retry_pays_only_the_rest(
+    emu: Any, dags: dict[str, Any], caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The first window goes through, then RunComfy refuses one submit: the account's balance is empty.
+    emu.add_fault(Fault(path=r"^/v1/models/", method="POST", kind="delay", times=3))
+    empty = {"error_code": 400002, "error_message": "InsufficientResources: account balance too low"}
+    emu.add_fault(Fault(path=r"^/v1/models/", method="POST", status=402, body=empty, times=1))
+    inputs = edits(emu, 6)
+    dag_run = run(dags, "rc_batch_retry_deferrable", inputs)
+
+    assert dag_run.state == "success", au.task_states(dag_run)
+    assert _try_number(dag_run) == 2
+    refused = [r for r in submits(emu) if r.status == 402]
+    assert len(refused) == 1
+    logs = logs_of(caplog, capfd)
+    assert "did not run every item: submitting stopped at item 3" in logs
+    per_item = posts_per_prompt(emu)
+    if HAS_TASK_STATE_STORE:
+        assert per_item == Counter({f"item {i}": 1 for i in range(6)}), "the retry paid only the rest"
+        assert "3 succeeded (kept)" in logs
+    else:  # no task_state_store before 3.3: a retry runs the batch anew, as a single operator's does
+        assert per_item == Counter({f"item {i}": 2 if i < 3 else 1 for i in range(6)})
+    results = au.xcoms(dag_run, "results")[("batch", -1)]
+    ids_by_prompt = {r.body["prompt"]: r.request_id for r in paid(emu)}  # the last job of each item
+    assert [r["request_id"] for r in results] == [ids_by_prompt[f"item {i}"] for i in range(6)]

@@ -20,7 +20,7 @@ MODEL = "{{ dag_run.conf.get('model_id', 'bytedance/dreamina-4-0/edit') }}"
 FAST = {"poll_interval": 0.1, "progress_interval": 0.3}
 
 
-def batch_dag(dag_id: str, *, retries: int = 0, task_kwargs: dict | None = None, **settings: object) -> DAG:
+def batch_dag(dag_id: str, *, retries: int = 0, **settings: object) -> DAG:
     with DAG(
         dag_id,
         schedule=None,
@@ -72,3 +72,6 @@ with DAG(
         execution_timeout=timedelta(seconds=6),
         **FAST,
     )
+
+# A try that has to stop submitting (the balance ran out), then a retry.
+batch_dag("rc_batch_retry_deferrable", retries=1, deferrable=True, max_in_flight=3)
