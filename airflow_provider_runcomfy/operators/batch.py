@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from airflow_provider_runcomfy.cost import CostEstimate
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
     from airflow_provider_runcomfy.schema import ModelSchema
+    from airflow_provider_runcomfy.triggers.batch import RunComfyBatchTrigger
 
 _T = TypeVar("_T")
 
@@ -546,7 +547,10 @@ class RunComfyBatchOperator(BaseOperator):
             self._find_schema(info, why)
         return self._payload(index, items[index])
 
-    def _trigger(self, ledger: Ledger, watching: list[dict[str, Any]], still_to_submit: int) -> Any:
+    def _trigger(
+        self, ledger: Ledger, watching: list[dict[str, Any]], still_to_submit: int
+    ) -> RunComfyBatchTrigger:
+        """The round to wait for next: the window's room worth refilling, or every job when none is left."""
         from airflow_provider_runcomfy.triggers.batch import RunComfyBatchTrigger
 
         if still_to_submit:
