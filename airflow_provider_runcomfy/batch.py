@@ -131,7 +131,7 @@ class Ledger:
     Every item of a batch, in input order, and the batch's own facts.
 
     :param items: one record per input.
-    :param started_at: wall clock (epoch seconds) when the batch's first try began its work.
+    :param started_at: wall clock (epoch seconds) when this try of the batch began its work.
     :param end_time: the batch's wall-clock deadline (from ``timeout``).
     :param estimated_cost_usd: the pre-flight's estimate for the items that run, when known.
     :param halted: why submitting stopped early (an empty balance, an outage), when it did.

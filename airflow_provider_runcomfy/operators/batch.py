@@ -104,7 +104,7 @@ class RunComfyBatchOperator(BaseOperator):
     :param max_in_flight: how many jobs may be submitted and unfinished at once.
     :param deferrable: wait in the triggerer between refills, holding no worker slot.
     :param poll_interval: seconds between status polls of each job.
-    :param timeout: the longest run of the whole batch in seconds, counted from its first try's start;
+    :param timeout: the longest run of the whole batch in seconds, counted from the try's start;
         jobs still queued then are cancelled, items not submitted yet are not submitted.
     :param max_cost_usd: refuse to submit anything when the batch's estimated cost is higher, or
         cannot be estimated.
