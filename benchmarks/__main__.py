@@ -184,13 +184,15 @@ def main(argv: list[str] | None = None) -> None:
         "commit": _commit(),
         "quick": args.quick,
     }
-    # The pool comparison runs on its own (scripts/bench --pools): keep its last section.
-    from benchmarks.pools import SECTION_END, SECTION_START
-
+    # The pool comparison (scripts/bench --pools) and the batch benchmark run on their own: keep
+    # their last sections.
     previous = Path(args.output).read_text() if Path(args.output).exists() else ""
-    if SECTION_START in previous and SECTION_END in previous:
-        kept = previous.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0]
-        meta["pools_section"] = f"{SECTION_START}{kept}{SECTION_END}\n"
+    kept = []
+    for name in ("pools", "batch"):
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start in previous and end in previous:
+            kept.append(start + previous.split(start, 1)[1].split(end, 1)[0] + end + "\n")
+    meta["pools_section"] = "\n".join(kept)
     table = rows(results)
     print()
     print(render_table(table))

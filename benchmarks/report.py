@@ -466,6 +466,13 @@ checked by reading this table.
    keepalive_timeout=30)`) adapted to httpx's transport interface. Figures as in part 1; the decision
    rule is printed under the table. A full `scripts/bench` keeps the section of the last
    `scripts/bench --pools` run.
+7. **Mapped tasks against one batch task** (`python -m benchmarks.batch`, DAGs in
+   `benchmarks/batch_dags/`): one real deployment (`devtools.AirflowStack`: scheduler with
+   LocalExecutor, triggerer, DAG processor, API server) against one emulator process runs (a) a mapped
+   deferrable `RunComfyModelOperator` and (b) one `RunComfyBatchOperator`, one after the other; CPU of
+   every Airflow process and its children from `/proc`, task instances and XCom rows from the
+   database, paid POSTs from the emulator's request log. Its table is written by hand from the run's
+   output; a full `scripts/bench` keeps it.
 """
 
 

@@ -1,0 +1,688 @@
+"""
+Thousands of RunComfy jobs from one task instance: a sliding window of paid jobs, waited for in rounds.
+
+A mapped ``RunComfyModelOperator`` costs Airflow one task instance per image (scheduled, started,
+deferred and resumed one by one), and Airflow maps at most ``[core] max_map_length`` items. The
+:class:`RunComfyBatchOperator` runs a whole list in one task:
+
+1. **pre-flight, every item, before any POST**: one catalog read (schema and price), the schema check
+   of every item, the header probes of every input image (many at once, bounded), and the batch's
+   cost estimate (the sum, with its basis) against ``max_cost_usd``. Bad items raise one
+   :class:`~airflow_provider_runcomfy.batch.RunComfyBatchInputError` that lists them all (index,
+   field, rule), or are skipped with ``skip_invalid=True``;
+2. **a window**: up to ``max_in_flight`` jobs are submitted (each paid POST once, its id saved in
+   ``task_state_store`` at once on Airflow 3.3+), then the task waits for them in one round: deferred
+   to one :class:`~airflow_provider_runcomfy.triggers.batch.RunComfyBatchTrigger` (no worker slot
+   held), or in the worker with the very same round. The round ends when enough jobs ended to refill
+   the window; the task records their outcomes, submits the next items and waits again;
+3. **per-item results, in input order**: ``return_value`` is a list with each item's output URLs (or
+   ``None``), ``results`` the record of each item, ``batch`` the counts, the costs and the wall time.
+   More failed items than ``allow_failures`` fail the task once every job ended, naming them.
+
+Between rounds a deferred task's process ends; the ledger lives in the ``results`` and ``batch``
+XComs (pushed at each round, so they also show the progress in the UI) and is read back when the task
+resumes. A retry (a new try: XComs cleared) reconnects to every job an earlier try paid for through
+``task_state_store`` and submits only the items that have none, so no item is paid twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow_provider_runcomfy.batch import (
+    BATCH_XCOM_KEY,
+    RESULTS_XCOM_KEY,
+    BatchItem,
+    ItemProblem,
+    ItemStatus,
+    Ledger,
+    RetryBook,
+    RunComfyBatchError,
+    RunComfyBatchInputError,
+    describe_failures,
+)
+from airflow_provider_runcomfy.exceptions import (
+    RunComfyBadRequestError,
+    RunComfyBudgetExceededError,
+    RunComfyError,
+    RunComfyInputError,
+    RunComfySubmitUncertainError,
+)
+from airflow_provider_runcomfy.jobs import RequestWatch
+from airflow_provider_runcomfy.operators.runcomfy import (
+    DEFERRAL_GRACE,
+    RunComfyModelOperator,
+    cancel_if_queued,
+)
+from airflow_provider_runcomfy.validation import check_model_id, validate_inputs
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_runcomfy.catalog import ModelInfo
+    from airflow_provider_runcomfy.cost import CostEstimate
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+    from airflow_provider_runcomfy.schema import ModelSchema
+    from airflow_provider_runcomfy.triggers.batch import RunComfyBatchTrigger
+
+_T = TypeVar("_T")
+
+#: A round ends (and the window is refilled) once this share of the window ended, so that a window
+#: of 200 is not refilled (one deferral, one resume) for every single job that ends.
+REFILL_SHARE = 0.25
+
+
+class RunComfyBatchOperator(BaseOperator):
+    """
+    Run one RunComfy model over a list of inputs from one task, keeping ``max_in_flight`` jobs in flight.
+
+    XCom: ``cost_estimate`` (the whole batch's, ``{"usd", "price_unit", "basis"}``) before the first
+    submit; ``results`` (one record per item: ``{"index", "status", "request_id", "urls", "error",
+    "cost_usd"}``) and ``batch`` (``{"total", "succeeded", "failed", "skipped", "cancelled",
+    "cost_usd", "estimated_cost_usd", "wall_seconds", ...}``), updated at every round; at the end
+    ``return_value``, per item in input order, its list of output URLs or ``None`` (a failed or
+    skipped item), ready for a ``RunComfyDownloadOperator`` or a mapped task.
+
+    An item's status is one of ``succeeded``, ``failed``, ``cancelled``, ``timed_out``, ``error``
+    (its wait could not go on, or its submit may have created a job without saying so: it is never
+    sent again), ``skipped`` (refused by the pre-flight with ``skip_invalid=True``).
+
+    :param model_id: the RunComfy model id. (templated)
+    :param inputs: the list of the jobs' input dicts, one per item, e.g. an upstream task's output.
+        (templated)
+    :param runcomfy_conn_id: the Airflow connection of type ``runcomfy``.
+    :param max_in_flight: how many jobs may be submitted and unfinished at once.
+    :param deferrable: wait in the triggerer between refills, holding no worker slot.
+    :param poll_interval: seconds between status polls of each job.
+    :param timeout: the longest run of the whole batch in seconds, counted from the try's start;
+        jobs still queued then are cancelled, items not submitted yet are not submitted.
+    :param max_cost_usd: refuse to submit anything when the batch's estimated cost is higher, or
+        cannot be estimated.
+    :param allow_failures: how many items may end without outputs (failed, cancelled, timed out)
+        before the task fails; skipped items do not count.
+    :param skip_invalid: skip the items the pre-flight refuses (recorded as ``skipped`` with the
+        reason) instead of refusing the whole batch.
+    :param validate_images: probe every input image (format, bytes, size) before paying.
+    :param strict_schema: refuse to submit when no input schema of the model can be found, or when
+        it states a rule the provider cannot apply.
+    :param input_schema: the model's input schema (a dict or a JSON file path) instead of the catalog's.
+    :param source_conn_id: the Airflow connection of the object store that media inputs such as
+        ``s3://bucket/key.png`` are read from (local paths and ``file://`` need none); such files are
+        checked and sent inline as ``data:`` URIs, as by the single operators.
+    :param cancel_on_kill: cancel the batch's queued jobs when the task is killed (running ones finish).
+    :param probe_concurrency: how many input images are probed at once.
+    :param progress_interval: seconds between progress lines while the batch waits.
+    """
+
+    template_fields: Sequence[str] = ("model_id", "inputs")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
+    ui_color = "#e8f0ff"
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        inputs: Any,
+        runcomfy_conn_id: str = "runcomfy_default",
+        max_in_flight: int = 50,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5,
+        timeout: float = 6 * 3600,
+        max_cost_usd: float | None = None,
+        allow_failures: int = 0,
+        skip_invalid: bool = False,
+        validate_images: bool = True,
+        strict_schema: bool = False,
+        input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
+        source_conn_id: str | None = None,
+        cancel_on_kill: bool = True,
+        probe_concurrency: int = 16,
+        progress_interval: float = 60,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_id = model_id
+        self.inputs = inputs
+        self.runcomfy_conn_id = runcomfy_conn_id
+        self.max_in_flight = max_in_flight
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.max_cost_usd = max_cost_usd
+        self.allow_failures = allow_failures
+        self.skip_invalid = skip_invalid
+        self.validate_images = validate_images
+        self.strict_schema = strict_schema
+        self.input_schema = input_schema
+        self.source_conn_id = source_conn_id
+        self.cancel_on_kill = cancel_on_kill
+        self.probe_concurrency = probe_concurrency
+        self.progress_interval = progress_interval
+        self._items: list[Any] | None = None
+        self._schema_found = False
+        self._schema: ModelSchema | None = None
+        self._in_flight: dict[int, str] = {}
+
+    @cached_property
+    def hook(self) -> RunComfyHook:
+        """The RunComfy hook (imported here so that parsing a DAG file never loads httpx)."""
+        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+        return RunComfyHook(runcomfy_conn_id=self.runcomfy_conn_id)
+
+    # -- execute -----------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        """Pre-flight every item, reconnect to an earlier try's jobs, then run the window."""
+        self._check_settings()
+        items = self._read_inputs()
+        ledger = Ledger.new(len(items), timeout=float(self.timeout))
+        payloads = self._preflight(context, items, ledger)
+        book = self._retry_book(context)
+        watching = self._reconnect(book, ledger) if book is not None else []
+        return self._run(context, ledger, watching, book, payloads)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after a round in the triggerer: record the outcomes, refill the window, wait again."""
+        if not isinstance(event, dict) or "finished" not in event:
+            raise RunComfyError(f"The batch's wait ended without its event (got {event!r})")
+        ledger = self._load_ledger(context)
+        watching = self._apply(ledger, event)
+        return self._run(context, ledger, watching, self._retry_book(context), None)
+
+    def _check_settings(self) -> None:
+        for name in ("poll_interval", "timeout", "progress_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise RunComfyInputError(name, f"must be a positive number of seconds, got {value!r}")
+        for name, least in (("max_in_flight", 1), ("allow_failures", 0), ("probe_concurrency", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise RunComfyInputError(name, f"must be a whole number >= {least}, got {value!r}")
+        limit = self.max_cost_usd
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0
+        ):
+            raise RunComfyInputError("max_cost_usd", f"must be a number of US dollars >= 0, got {limit!r}")
+
+    def _read_inputs(self) -> list[Any]:
+        """The rendered ``inputs`` as a list (an XCom sequence or a tuple works too); items unchecked."""
+        if self._items is None:
+            value = self.inputs
+            if isinstance(value, str | bytes | dict) or value is None:
+                raise RunComfyInputError(
+                    "inputs", f"must be a list of input dicts, one per item, got {type(value).__name__}"
+                )
+            try:
+                self._items = list(value)
+            except TypeError:
+                raise RunComfyInputError(
+                    "inputs", f"must be a list of input dicts, one per item, got {type(value).__name__}"
+                ) from None
+        return self._items
+
+    # -- pre-flight --------------------------------------------------------------------------------
+
+    def _preflight(self, context: Context, items: list[Any], ledger: Ledger) -> dict[int, dict[str, Any]]:
+        """
+        Check every item before any POST: schema, images, cost; return the payloads of the items to run.
+
+        Bad items raise one error listing them all, or become ``skipped`` with ``skip_invalid``.
+        """
+        check_model_id(self.model_id)
+        self.log.info("Checking %d item(s) for model %s before submitting any", len(items), self.model_id)
+        info, why = self._catalog_entry()
+        self._find_schema(info, why)
+        # strict_schema=True refuses a schema rule the provider cannot apply, as for a single job.
+        RunComfyModelOperator._refuse_unapplied_rules(self._as_model_operator)
+        payloads: dict[int, dict[str, Any]] = {}
+        problems: list[ItemProblem] = []
+        for index, inputs in enumerate(items):
+            try:
+                payloads[index] = self._payload(index, inputs, info, why)
+            except RunComfyInputError as err:
+                problems.append(ItemProblem.of(index, err))
+        if self.validate_images and payloads:
+            problems += self._probe_images(payloads)
+        if problems:
+            problems.sort(key=lambda problem: problem.index)
+            if not self.skip_invalid:
+                raise RunComfyBatchInputError(problems, len(items))
+            for problem in problems:
+                item = ledger.items[problem.index]
+                item.status = ItemStatus.SKIPPED
+                item.error = f"{problem.field}: {problem.rule}"
+                payloads.pop(problem.index, None)
+            self.log.warning(
+                "Skipping %d of %d item(s) the pre-flight refused (skip_invalid=True): %s",
+                len({p.index for p in problems}),
+                len(items),
+                "; ".join(problem.describe() for problem in problems[:10]),
+            )
+        estimate = self._estimate(info, why, payloads)
+        ledger.estimated_cost_usd = estimate.usd
+        self.log.info("Estimated cost of the batch's %d job(s): %s", len(payloads), estimate.describe())
+        from airflow_provider_runcomfy.cost import COST_ESTIMATE_XCOM_KEY
+
+        context["ti"].xcom_push(key=COST_ESTIMATE_XCOM_KEY, value=estimate.to_xcom())
+        self._check_budget(estimate, len(payloads))
+        return payloads
+
+    def _catalog_entry(self) -> tuple[ModelInfo | None, str | None]:
+        # The single operator's lookup and schema choice, so a batch checks an item exactly as a
+        # single job is checked (same catalog read, same fallbacks, same strict_schema rule).
+        return RunComfyModelOperator._catalog_entry(self._as_model_operator)
+
+    def _find_schema(self, info: ModelInfo | None, why: str | None) -> ModelSchema | None:
+        if not self._schema_found:
+            self._schema = RunComfyModelOperator._find_schema(self._as_model_operator, info, why)
+            self._schema_found = True
+        return self._schema
+
+    @property
+    def _as_model_operator(self) -> RunComfyModelOperator:
+        """This operator where the single operator's lookup expects its own: it reads the same fields."""
+        return cast("RunComfyModelOperator", self)
+
+    def _payload(
+        self, index: int, inputs: Any, info: ModelInfo | None = None, why: str | None = None
+    ) -> dict[str, Any]:
+        """The checked inputs of one item, as they will be sent."""
+        if not isinstance(inputs, dict):
+            raise RunComfyInputError(
+                "inputs", f"must be a dict of the model's inputs, got {type(inputs).__name__}"
+            )
+        schema = self._find_schema(info, why)
+        if schema is None:
+            return validate_inputs(self.model_id, inputs, None)
+        from airflow_provider_runcomfy.media_sources import (
+            check_inline_media,
+            check_request_size,
+            inline_private_files,
+        )
+
+        # Private files (local, file://, s3://... with source_conn_id) are read and sent inline, and
+        # every inline file is checked like a fetched one, as for a single job. The payload lives only
+        # in memory: after a deferral it is rebuilt from the inputs (_resumed_payload).
+        inlined = inline_private_files(schema, inputs, conn_id=self.source_conn_id)
+        payload = validate_inputs(self.model_id, inlined, schema)
+        check_inline_media(schema, payload)
+        check_request_size(payload)
+        return payload
+
+    def _probe_images(self, payloads: dict[int, dict[str, Any]]) -> list[ItemProblem]:
+        """Probe every input image of every item, ``probe_concurrency`` at once; the items that fail."""
+        schema = self._schema
+        if schema is None:
+            return []
+        work = [
+            (index, groups) for index, payload in payloads.items() if (groups := schema.image_groups(payload))
+        ]
+        if not work:
+            return []
+        from airflow_provider_runcomfy.images import aprobe_images
+
+        settings = self.hook.settings
+        gate_size = int(self.probe_concurrency)
+
+        async def probe_all() -> list[ItemProblem]:
+            gate = asyncio.Semaphore(gate_size)
+
+            async def probe_item(index: int, groups: list[Any]) -> ItemProblem | None:
+                async with gate:
+                    try:
+                        for rules, images in groups:  # one group per image field: each has its own limits
+                            await aprobe_images(
+                                images,
+                                rules,
+                                timeouts=settings.timeouts,
+                                retry=settings.retry,
+                                max_concurrency=4,
+                            )
+                    except RunComfyInputError as err:
+                        return ItemProblem.of(index, err)
+                return None
+
+            found = await asyncio.gather(*(probe_item(index, groups) for index, groups in work))
+            return [problem for problem in found if problem is not None]
+
+        count = sum(len(images) for _, groups in work for _, images in groups)
+        self.log.info("Probing %d input image(s) of %d item(s), %d at a time", count, len(work), gate_size)
+        return asyncio.run(probe_all())
+
+    def _estimate(
+        self, info: ModelInfo | None, why: str | None, payloads: dict[int, dict[str, Any]]
+    ) -> CostEstimate:
+        """The batch's cost estimate: the sum of its items', with the basis in words."""
+        from airflow_provider_runcomfy.cost import CostEstimate, estimate_cost
+
+        schema = self._schema.schema if self._schema is not None else None
+        estimates = [
+            estimate_cost(
+                info,
+                payload,
+                input_schema=schema,
+                why_no_price=why or "the catalog gives no price for this model",
+            )
+            for payload in payloads.values()
+        ]
+        unit = estimates[0].price_unit if estimates else (info.price_unit if info else None)
+        if not estimates:
+            return CostEstimate(0.0, unit, "no job to run")
+        unknown = next((e for e in estimates if not e.is_known), None)
+        if unknown is not None:
+            return CostEstimate(None, unit, unknown.basis)
+        total = round(sum(e.usd or 0.0 for e in estimates), 6)
+        bases = {e.basis for e in estimates}
+        basis = (
+            f"{len(estimates)} jobs x {estimates[0].basis}"
+            if len(bases) == 1
+            else f"the sum of {len(estimates)} jobs' estimates, e.g. {estimates[0].basis}"
+        )
+        return CostEstimate(total, unit, basis)
+
+    def _check_budget(self, estimate: CostEstimate, jobs: int) -> None:
+        limit = self.max_cost_usd
+        if limit is None:
+            return
+        if estimate.usd is None or estimate.usd > float(limit):
+            why = "cannot be estimated" if estimate.usd is None else "is over it"
+            raise RunComfyBudgetExceededError(
+                f"Not submitted: max_cost_usd is ${float(limit):g} for the whole batch and the estimated "
+                f"cost of its {jobs} {self.model_id} job(s), {estimate.describe()}, {why}. Nothing was paid.",
+                limit_usd=float(limit),
+                estimate_usd=estimate.usd,
+            )
+
+    # -- retries -----------------------------------------------------------------------------------
+
+    def _retry_book(self, context: Context) -> RetryBook | None:
+        """Where paid ids are saved for retries: ``task_state_store`` (Airflow 3.3+), else nowhere."""
+        store = context.get("task_state_store")
+        return RetryBook(store) if store is not None else None
+
+    def _reconnect(self, book: RetryBook, ledger: Ledger) -> list[dict[str, Any]]:
+        """
+        Take over the jobs an earlier try paid for: the same rule as the single operator's retry.
+
+        A job still in flight (or that cannot be checked now) is waited for; one that succeeded is
+        recorded with its outputs; one that failed, was cancelled or expired is submitted anew. A
+        submit whose outcome was uncertain is never sent again: it stays an ``error``.
+        """
+        saved = book.read(len(ledger.items))
+        if not saved:
+            return []
+        from airflow_provider_runcomfy.triggers.batch import Takeover, check_saved_jobs
+
+        watching: list[dict[str, Any]] = []
+        counts = {"in_flight": 0, "succeeded": 0, "anew": 0, "uncertain": 0}
+        jobs: list[tuple[int, str]] = []
+        for index, entry in sorted(saved.items()):
+            item = ledger.items[index]
+            if item.status is ItemStatus.SKIPPED:
+                continue
+            if entry.get("uncertain"):
+                item.status, item.error = ItemStatus.ERROR, str(entry["uncertain"])
+                counts["uncertain"] += 1
+            else:
+                jobs.append((index, str(entry.get("id"))))
+        checked = asyncio.run(self._with_async_hook(lambda hook: check_saved_jobs(hook, jobs, self.log)))
+        for index, decision, found in checked:
+            item = ledger.items[index]
+            if decision is Takeover.WAIT:
+                item.status, item.request_id = ItemStatus.IN_FLIGHT, found["request_id"]
+                watching.append(found)
+                counts["in_flight"] += 1
+            elif decision is Takeover.KEEP:
+                item.request_id = found.get("request_id")
+                item.settle(found)
+                counts["succeeded"] += 1
+            else:
+                book.forget(index)
+                counts["anew"] += 1
+        self.log.info(
+            "Retry: %d item(s) had a job from an earlier try: %d still in flight (reconnected), %d "
+            "succeeded (kept), %d failed or expired (submitted anew), %d uncertain submits (not sent again)",
+            len(saved),
+            counts["in_flight"],
+            counts["succeeded"],
+            counts["anew"],
+            counts["uncertain"],
+        )
+        return watching
+
+    # -- the window --------------------------------------------------------------------------------
+
+    def _run(
+        self,
+        context: Context,
+        ledger: Ledger,
+        watching: list[dict[str, Any]],
+        book: RetryBook | None,
+        payloads: dict[int, dict[str, Any]] | None,
+    ) -> Any:
+        """Refill the window, wait a round (deferred or here), record, repeat; then finish."""
+        while True:
+            can_submit = ledger.halted is None and time.time() < ledger.end_time
+            if can_submit and ledger.pending:
+                watching += self._fill(ledger, len(watching), book, payloads)
+            ledger.rounds += 1
+            self._push(context, ledger)
+            self.log.info("%s", ledger.progress())
+            if not watching:
+                return self._finish(context, ledger)
+            self._in_flight = {int(w["index"]): str(w["request_id"]) for w in watching}
+            still_to_submit = len(ledger.pending) if ledger.halted is None else 0
+            if self.deferrable:
+                self.defer(
+                    trigger=self._trigger(ledger, watching, still_to_submit),
+                    method_name="execute_complete",
+                    timeout=timedelta(seconds=max(0.0, ledger.end_time - time.time())) + DEFERRAL_GRACE,
+                )
+            round_ = self._trigger(ledger, watching, still_to_submit).round()
+            round_.log = self.log  # in the worker, the round logs to the task's log
+            event = asyncio.run(self._with_async_hook(round_.run))
+            watching = self._apply(ledger, event)
+
+    def _fill(
+        self,
+        ledger: Ledger,
+        in_flight: int,
+        book: RetryBook | None,
+        payloads: dict[int, dict[str, Any]] | None,
+    ) -> list[dict[str, Any]]:
+        """
+        Submit pending items until the window is full: one paid POST per item, its id saved at once.
+
+        An item RunComfy refuses (HTTP 400) fails alone; a submit that may have created a job is never
+        sent again (``error``); anything that would refuse every submit (balance, token, an outage
+        outlasting the retries) stops submitting: the jobs in flight are still waited for.
+        """
+        submitted: list[dict[str, Any]] = []
+        for item in ledger.pending[: max(0, self.max_in_flight - in_flight)]:
+            payload = payloads[item.index] if payloads is not None else self._resumed_payload(item.index)
+            try:
+                request_id = self.hook.submit(self.model_id, payload)
+            except RunComfySubmitUncertainError as err:
+                item.status, item.error = ItemStatus.ERROR, str(err)
+                self.log.error("Item %d: %s", item.index, err)
+                if book is not None:
+                    book.save(item.index, {"uncertain": str(err)})
+                continue
+            except (RunComfyBadRequestError, RunComfyInputError) as err:
+                item.status, item.error = ItemStatus.FAILED, f"RunComfy refused the inputs: {err}"
+                self.log.error("Item %d was refused (nothing was paid): %s", item.index, err)
+                continue
+            except RunComfyError as err:
+                ledger.halted = f"submitting stopped at item {item.index}: {err}"
+                self.log.error("Stopped submitting at item %d: %s", item.index, err)
+                break
+            self._remember_for_retries(book, item.index, request_id)
+            item.status, item.request_id = ItemStatus.IN_FLIGHT, request_id
+            submitted.append({"index": item.index, "request_id": request_id, "memory": None})
+        if submitted:
+            self.log.info(
+                "Submitted %d job(s) (items %d..%d); %d in flight",
+                len(submitted),
+                submitted[0]["index"],
+                submitted[-1]["index"],
+                in_flight + len(submitted),
+            )
+        return submitted
+
+    def _remember_for_retries(self, book: RetryBook | None, index: int, request_id: str) -> None:
+        """
+        Save a paid job's id before anything else can fail; if it cannot be saved, cancel the job.
+
+        As for a single job (see ``RunComfyModelOperator._remember_for_retries``): a job whose id a
+        retry cannot find would be paid again by that retry while it runs for no one.
+        """
+        if book is None:
+            return
+        try:
+            book.save(index, {"id": request_id})
+        except Exception:
+            self.log.error(
+                "The id of RunComfy request %s (item %d) could not be saved for retries; cancelling it",
+                request_id,
+                index,
+            )
+            cancel_if_queued(self.hook, RequestWatch(request_id, self.log), self.log)
+            raise
+
+    def _resumed_payload(self, index: int) -> dict[str, Any]:
+        """An item's payload after a deferral: the inputs render the same, so they check the same."""
+        items = self._read_inputs()
+        if not self._schema_found:
+            info, why = self._catalog_entry()
+            self._find_schema(info, why)
+        return self._payload(index, items[index])
+
+    def _trigger(
+        self, ledger: Ledger, watching: list[dict[str, Any]], still_to_submit: int
+    ) -> RunComfyBatchTrigger:
+        """The round to wait for next: the window's room worth refilling, or every job when none is left."""
+        from airflow_provider_runcomfy.triggers.batch import RunComfyBatchTrigger
+
+        if still_to_submit:
+            room = max(1, math.ceil(self.max_in_flight * REFILL_SHARE))
+            yield_after = min(len(watching), still_to_submit, room)
+        else:
+            yield_after = len(watching)  # nothing left to submit: wait for every job
+        counts = ledger.counts()
+        return RunComfyBatchTrigger(
+            watching=watching,
+            runcomfy_conn_id=self.runcomfy_conn_id,
+            poll_interval=float(self.poll_interval),
+            end_time=ledger.end_time,
+            yield_after=yield_after,
+            cancel_on_timeout=True,
+            cancel_on_kill=self.cancel_on_kill,
+            progress={
+                "done": sum(1 for item in ledger.items if item.status.is_settled),
+                "total": counts["total"],
+                "failed": len(ledger.failures) - counts["pending"],
+                "cost_usd": ledger.reported_cost_usd,
+                "started_at": ledger.started_at,
+            },
+            progress_interval=float(self.progress_interval),
+        )
+
+    async def _with_async_hook(self, work: Callable[[RunComfyHook], Awaitable[_T]]) -> _T:
+        """Run ``work`` with an async hook made for this event loop (the worker's own rounds and checks)."""
+        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+        hook = RunComfyHook(runcomfy_conn_id=self.runcomfy_conn_id)
+        try:
+            return await work(hook)
+        finally:
+            await hook.aclose()
+
+    def _apply(self, ledger: Ledger, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Record a round's finished jobs; return the jobs still in flight."""
+        for outcome in event.get("finished") or []:
+            item = ledger.items[int(outcome["index"])]
+            item.request_id = outcome.get("request_id") or item.request_id
+            item.settle(outcome)
+            if item.status is not ItemStatus.SUCCEEDED:
+                self.log.warning("%s", item.describe())
+        if event.get("round") == "timeout" and ledger.halted is None:
+            ledger.halted = f"the batch's timeout ({self.timeout:g} s) passed"
+        return list(event.get("watching") or [])
+
+    # -- XCom and the end --------------------------------------------------------------------------
+
+    def _push(self, context: Context, ledger: Ledger, *, finished: bool = False) -> None:
+        ti = context["ti"]
+        ti.xcom_push(key=RESULTS_XCOM_KEY, value=ledger.results())
+        ti.xcom_push(key=BATCH_XCOM_KEY, value=ledger.summary(finished=finished))
+
+    def _load_ledger(self, context: Context) -> Ledger:
+        ti = context["ti"]
+        results = ti.xcom_pull(task_ids=self.task_id, key=RESULTS_XCOM_KEY, map_indexes=ti.map_index)
+        batch = ti.xcom_pull(task_ids=self.task_id, key=BATCH_XCOM_KEY, map_indexes=ti.map_index)
+        if not isinstance(results, list) or not isinstance(batch, dict):
+            raise RunComfyError("The batch resumed but its ledger (XCom results and batch) is gone")
+        return Ledger.from_xcom(results, batch)
+
+    def _finish(self, context: Context, ledger: Ledger) -> list[list[str] | None]:
+        """Push the final records; fail when submitting stopped or too many items failed."""
+        self._in_flight = {}
+        not_submitted = ledger.pending
+        for item in not_submitted:
+            item.status = ItemStatus.ERROR
+            item.error = f"not submitted: {ledger.halted or 'the batch ended first'}"
+        self._push(context, ledger, finished=True)
+        counts = ledger.counts()
+        self.log.info(
+            "Batch of %d item(s) done: %d succeeded, %d failed, %d cancelled, %d skipped; $%s reported "
+            "by RunComfy (estimated $%s)",
+            counts["total"],
+            counts["succeeded"],
+            counts["failed"],
+            counts["cancelled"],
+            counts["skipped"],
+            f"{ledger.reported_cost_usd:g}",
+            "?" if ledger.estimated_cost_usd is None else f"{ledger.estimated_cost_usd:g}",
+        )
+        failures = ledger.failures
+        if not_submitted:
+            raise RunComfyBatchError(
+                f"The batch of model {self.model_id} did not run every item: {ledger.halted}. "
+                f"{len(failures)} item(s) without outputs: {describe_failures(failures)}",
+                failures,
+            )
+        if len(failures) > self.allow_failures:
+            raise RunComfyBatchError(
+                f"{len(failures)} of {counts['total']} item(s) of the batch of model {self.model_id} "
+                f"ended without outputs, more than allow_failures={self.allow_failures}: "
+                f"{describe_failures(failures)}",
+                failures,
+            )
+        return ledger.return_value()
+
+    def on_kill(self) -> None:
+        """Cancel the batch's queued jobs when the task is killed while it waits in the worker."""
+        if not self.cancel_on_kill:
+            return
+        for request_id in list(self._in_flight.values()):
+            cancel_if_queued(self.hook, RequestWatch(request_id, self.log), self.log)
+
+
+__all__ = [
+    "BatchItem",
+    "ItemStatus",
+    "RunComfyBatchError",
+    "RunComfyBatchInputError",
+    "RunComfyBatchOperator",
+]
