@@ -360,6 +360,8 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             try:
                 schema = compile_schema(self.model_id, info.input_schema, label=label, source="catalog")
             except RunComfySchemaError as err:
+                if bundled_spec(self.model_id.strip("/")) is None:
+                    raise  # never "sent unchecked" because the catalog served a broken schema
                 self.log.warning("The catalog's input schema of %s cannot be used: %s", self.model_id, err)
                 why = "its catalog schema cannot be used"
             else:
