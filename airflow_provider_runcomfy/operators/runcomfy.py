@@ -757,6 +757,8 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
     :param verify_images: open image outputs with Pillow before keeping them.
     :param runcomfy_conn_id: a ``runcomfy`` connection whose extra sets the retry policy and timeouts
         (the same knobs as the hook); without one, the hook's defaults apply.
+    :param max_bytes: the largest file kept, in bytes (``None``: images capped at 256 MiB, videos
+        not capped); a larger or endless one fails the task and leaves nothing behind.
 
     With ``outlets=[Asset("...")]`` (a ``Dataset`` on Airflow 2.11) each successful copy records an
     asset event whose ``extra`` is ``{"stored", "request_ids", "model_ids"}``, so DAGs scheduled on
@@ -775,9 +777,11 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
         destination_conn_id: str | None = None,
         verify_images: bool = True,
         runcomfy_conn_id: str | None = "runcomfy_default",
+        max_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.max_bytes = max_bytes
         self.urls = urls
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -811,6 +815,7 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
             timeouts=timeouts,
             verify_images=self.verify_images,
             conn_id=self.destination_conn_id,
+            max_bytes=self.max_bytes,
         )
         self.record_stored(context, urls, stored)
         return stored
