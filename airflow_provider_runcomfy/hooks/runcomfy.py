@@ -28,7 +28,6 @@ The rules that keep a paid API safe live here, once, for every operator, sensor 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -706,7 +705,7 @@ class RunComfyHook(BaseHook):
         if not isinstance(request_id, str) or not request_id:
             # Only an accepted answer reaches here; should one ever lack its id, the job may exist.
             raise RunComfySubmitUncertainError(
-                f"Submit to model {model_id!r}: RunComfy's answer has no request_id: {str(body)[:200]}"
+                f"Submit to model {model_id!r}: RunComfy's answer has no request_id: {_shown(body)}"
             )
         return request_id
 
@@ -716,7 +715,7 @@ class RunComfyHook(BaseHook):
         if outcome is None:
             raise RunComfyInvalidResponseError(
                 f"Cancel: an answer that says neither cancelled, cancellation_requested nor "
-                f"not_cancellable: {str(body)[:200]}"
+                f"not_cancellable: {_shown(body)}"
             )
         return outcome
 
@@ -725,13 +724,13 @@ def _model_info(call: _Call, body: dict[str, Any], model_id: str) -> ModelInfo:
     try:
         return ModelInfo.from_api(body, model_id=model_id.strip("/"))
     except ValueError as err:
-        raise RunComfyInvalidResponseError(f"{call.what}: {err}: {str(body)[:200]}") from None
+        raise RunComfyInvalidResponseError(f"{call.what}: {err}: {_shown(body)}") from None
 
 
 def _model_page(call: _Call, body: dict[str, Any]) -> ModelPage:
     entries = body.get("models")
     if not isinstance(entries, list):
-        raise RunComfyInvalidResponseError(f"{call.what}: the answer has no models list: {str(body)[:200]}")
+        raise RunComfyInvalidResponseError(f"{call.what}: the answer has no models list: {_shown(body)}")
     models = []
     for entry in entries:
         try:
@@ -748,7 +747,7 @@ def _categories(call: _Call, body: dict[str, Any]) -> list[str]:
     found = body.get("categories")
     if not isinstance(found, list):
         raise RunComfyInvalidResponseError(
-            f"{call.what}: the answer has no categories list: {str(body)[:200]}"
+            f"{call.what}: the answer has no categories list: {_shown(body)}"
         )
     return [item for item in found if isinstance(item, str)]
 
@@ -782,12 +781,17 @@ def _scrubbed_answer(response: httpx.Response, body: bytes, token: str) -> httpx
     if secret:
         body = body.replace(secret, b"***")
         if b"\\u" in body:
-            # Not JSON, or nested too deep to parse: left as it is, and reported as unreadable later.
-            with contextlib.suppress(ValueError, RecursionError):
+            try:
                 decoded = json.loads(body)
                 cleaned = _scrub_deep(decoded, token)
                 if cleaned != decoded:
                     body = json.dumps(cleaned).encode()
+            except ValueError:
+                pass  # not JSON: no escapes to decode, and reported as unreadable later
+            except RecursionError:
+                # Parsed but too deep to scrub: never let it be parsed later, unscrubbed.
+                body = b'"an answer nested too deep to read"'
+
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_FRAMING]
     return httpx.Response(
         response.status_code,
@@ -800,6 +804,14 @@ def _scrubbed_answer(response: httpx.Response, body: bytes, token: str) -> httpx
 
 #: Headers about the wire form of a body, which no longer apply once it is read and decoded.
 _BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _shown(body: Any, limit: int = 200) -> str:
+    """The start of an answer's body for a message; a body too deep to print is described instead."""
+    try:
+        return str(body)[:limit]
+    except RecursionError:
+        return "(an answer nested too deep to show)"
 
 
 def _json_of(response: httpx.Response) -> Any:
