@@ -305,6 +305,36 @@ def test_a_huge_output_object_leaves_a_small_result_with_every_url() -> None:
     assert small["output"] == {"image": urls[0], "seed": 7}, "an ordinary output is kept whole"
 
 
+def test_a_trigger_event_of_a_job_with_a_huge_output_is_small_and_keeps_every_url(
+    hostile: HostileServer,
+) -> None:
+    urls = [f"https://cdn.example/out/{i}.mp4" for i in range(4)]
+    result = {
+        "status": "succeeded",
+        "request_id": "r-1",
+        "output": {"videos": urls, "frames": list(range(900_000))},
+    }
+    hostile.route(r"/status$", json_answer({"status": "completed"}))
+    hostile.route(r"/result$", json_answer(result))
+    (event,) = asyncio.run(_events(RunComfyRequestTrigger("r-1", poll_interval=0.05)))
+
+    assert event["status"] == "success"
+    assert event["result"]["urls"] == urls
+    assert len(json.dumps(event)) < 2 * MAX_OUTPUT_JSON  # not the 6 MiB answer
+
+
+def test_a_token_echoed_with_json_escapes_is_scrubbed_too(hostile: HostileServer) -> None:
+    escaped = "\\u" + f"{ord(TEST_TOKEN[0]):04x}" + TEST_TOKEN[1:]
+    hostile.route(r"/r-1/status$", Answer(body=('{"status": "' + escaped + '"}').encode()))
+    deep = "[" * 990 + '"' + escaped + '"' + "]" * 990
+    hostile.route(r"/r-2/status$", Answer(body=deep.encode()))
+    with RunComfyHook() as hook:
+        assert hook.get_status("r-1") == {"status": "***"}
+        with pytest.raises(RunComfyInvalidResponseError) as err:
+            hook.get_status("r-2")
+    assert TEST_TOKEN[1:] not in str(err.value)
+
+
 # -- item 6: path segments ---------------------------------------------------------------------------------
 
 
