@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import abc
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -108,9 +109,10 @@ class CostEstimate:
 
 
 def _default(schema: Mapping[str, Any] | None, name: str) -> Any:
-    props = (schema or {}).get("properties") or {}
-    prop = props.get(name)
-    return prop.get("default") if isinstance(prop, dict) else None
+    # Any shape may come from a catalog: a schema or ``properties`` that is no object has no default.
+    props = schema.get("properties") if isinstance(schema, abc.Mapping) else None
+    prop = props.get(name) if isinstance(props, abc.Mapping) else None
+    return prop.get("default") if isinstance(prop, abc.Mapping) else None
 
 
 def _seconds(value: Any) -> Decimal | None:

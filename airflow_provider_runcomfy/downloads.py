@@ -22,6 +22,12 @@ What it promises, and why:
   transport errors, timeouts, a body cut short, 408/429/5xx; ``Retry-After`` is honoured. A 403/404
   means the link has expired: no retry can bring it back, and the error says so.
 
+* **Sizes are bounded.** ``max_bytes`` caps each file (by default only images, at
+  :data:`DEFAULT_IMAGE_MAX_BYTES`): a ``Content-Length`` over it is refused before the body is read,
+  and an endless body is cut off there, leaving no partial file. Such a refusal is not retried.
+* **Only http(s).** A redirect to another scheme (``file://``, ``ftp://``) is refused at once, not
+  retried: the same link would redirect the same way.
+
 Query strings are left out of every log line and message: signed CDN URLs carry their signature there.
 """
 
@@ -417,6 +423,26 @@ class _Copied:
     size: int
 
 
+#: The size cap of an image output when ``max_bytes`` is not given: far above any image a model
+#: returns (a 4096x4096 PNG is about 50 MB), and far below what fills a disk.
+DEFAULT_IMAGE_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _size_cap(max_bytes: int | None, content_type: str | None) -> int | None:
+    """The cap of one file: ``max_bytes`` when given, else :data:`DEFAULT_IMAGE_MAX_BYTES` for images."""
+    if max_bytes is not None:
+        return max_bytes
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    return DEFAULT_IMAGE_MAX_BYTES if kind.startswith("image/") else None
+
+
+def _too_large(url: str, cap: int, what: str) -> RunComfyDownloadError:
+    return RunComfyDownloadError(
+        f"RunComfy output {public_url(url)} {what} over the {cap:,}-byte cap (max_bytes); nothing was "
+        "kept. Raise max_bytes if the file is expected to be this large."
+    )
+
+
 def _expired_error(url: str, status: int) -> RunComfyOutputExpiredError:
     return RunComfyOutputExpiredError(
         f"RunComfy output {public_url(url)} has expired (the CDN answered HTTP {status}). RunComfy's "
@@ -463,8 +489,9 @@ def _copy_once(
     full_query: bool,
     verify_images: bool,
     chunk_size: int,
+    max_bytes: int | None = None,
 ) -> _Copied:
-    """One attempt: GET, stream to a temporary name, check length and image, move into place."""
+    """One attempt: GET, stream to a temporary name, check length, size cap and image, move into place."""
     try:
         # Ask for the bytes as stored (no gzip): the copy is then byte-for-byte the CDN's object.
         with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
@@ -478,6 +505,10 @@ def _copy_once(
                     f"Could not copy {public_url(url)}: the CDN answered HTTP {status}"
                 )
 
+            cap = _size_cap(max_bytes, response.headers.get("Content-Type"))
+            announced = _content_length(response)
+            if cap is not None and announced is not None and announced > cap:
+                raise _too_large(url, cap, f"announces {announced:,} bytes,")
             name = output_file_name(url, response.headers.get("Content-Type"), full_query=full_query)
             temp_name = f".{name}.part-{uuid.uuid4().hex}"
             committed = False
@@ -485,7 +516,11 @@ def _copy_once(
                 with destination.open_write(temp_name) as handle:
                     # ``iter_bytes`` undoes a Content-Encoding a server applies anyway; the length
                     # check below compares the bytes on the wire, which is what Content-Length counts.
+                    written = 0
                     for chunk in response.iter_bytes(chunk_size):
+                        written += len(chunk)
+                        if cap is not None and written > cap:
+                            raise _too_large(url, cap, "went")
                         handle.write(chunk)
                     destination.finish_write(handle)
                 expected = _content_length(response)
@@ -500,6 +535,11 @@ def _copy_once(
             finally:
                 if not committed:
                     destination.remove(temp_name)
+    except httpx.UnsupportedProtocol as err:
+        # A redirect to file://, ftp://...: the same link would redirect the same way again.
+        raise RunComfyDownloadError(
+            f"Could not copy {public_url(url)}: it redirects to a URL that is not http(s) ({err})"
+        ) from err
     except httpx.TransportError as err:
         # Refused or dropped connections, timeouts, a body cut off before its Content-Length.
         raise _Transient(f"{type(err).__name__}: {err or 'no detail'}") from err
@@ -517,6 +557,7 @@ def _copy_with_retries(
     full_query: bool,
     verify_images: bool,
     chunk_size: int,
+    max_bytes: int | None = None,
 ) -> _Copied:
     attempt = 0
     while True:
@@ -529,6 +570,7 @@ def _copy_with_retries(
                 full_query=full_query,
                 verify_images=verify_images,
                 chunk_size=chunk_size,
+                max_bytes=max_bytes,
             )
         except _Transient as failure:
             if attempt > policy.max_retries:
@@ -565,6 +607,7 @@ def copy_outputs(
     verify_images: bool = True,
     chunk_size: int = 256 * 1024,
     conn_id: str | None = None,
+    max_bytes: int | None = None,
 ) -> list[str]:
     """
     Copy RunComfy output files into ``destination`` and return where each one landed, in order.
@@ -585,6 +628,9 @@ def copy_outputs(
         smaller costs calls, and from 1 MiB up each buffer is above glibc's mmap threshold, so it is
         mapped and page-faulted afresh on every read (a third of the speed, see BENCHMARKS.md).
     :param conn_id: the Airflow connection of the object store (not the RunComfy connection).
+    :param max_bytes: the largest file kept, in bytes; a larger one is refused (not retried) and
+        nothing of it is kept. ``None``: images are capped at :data:`DEFAULT_IMAGE_MAX_BYTES`, other
+        files (videos) are not capped.
     :return: for a plain local path the absolute file paths; for a URI or ``ObjectStoragePath`` plain
         URIs without the connection id (``file:///data/x.png``, ``s3://bucket/prefix/x.png``).
     :raises RunComfyOutputExpiredError: the CDN answered 403/404/410: the link has expired.
@@ -598,6 +644,10 @@ def copy_outputs(
             raise RunComfyInputError("urls", f"item [{index}] is not an http(s) URL: {public_url(url)!r}")
     if not isinstance(chunk_size, int) or chunk_size <= 0:
         raise RunComfyInputError("chunk_size", f"must be a positive number of bytes, got {chunk_size!r}")
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0
+    ):
+        raise RunComfyInputError("max_bytes", f"must be a positive byte count or None, got {max_bytes!r}")
     target = _resolve_destination(destination, conn_id)
     target.prepare()
     policy = retry or RetryPolicy()
@@ -617,6 +667,7 @@ def copy_outputs(
                     full_query=url in ambiguous,
                     verify_images=verify_images,
                     chunk_size=chunk_size,
+                    max_bytes=max_bytes,
                 )
                 seconds = max(time.monotonic() - started, 1e-9)
                 done[url] = target.uri(copied.name)

@@ -70,6 +70,11 @@ MAX_JPEG_JUNK = 4096
 HEADER_LIMIT = 32 * 1024 * 1024
 #: Redirects followed per request; image hosts (S3 presigned links, CDNs) redirect once or twice.
 MAX_REDIRECTS = 5
+#: Requests per image besides range hops, retries included; see :func:`probe_requests`.
+BASE_REQUESTS_PER_IMAGE = 64
+#: Range hops allowed per byte of the size limit: one per 64 KiB (the largest JPEG segment), so a
+#: JPEG within the limit can always be walked, and a "JPEG" of endless segments cannot.
+HOP_BYTES = 64 * 1024
 
 # JPEG markers: frame headers (SOF0-15 without DHT, JPG and DAC), standalone markers without a length.
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
@@ -132,10 +137,24 @@ class _RemoteFile:
     :param field: the input's name, for messages.
     :param url: the URL to read.
     :param retry: the retry policy.
+    :param max_bytes: the most body bytes fetched for this file, over every request (a hostile host
+        that never sends the header costs this much at most, see :func:`probe_budget`).
+    :param max_requests: the most requests sent for this file (see :func:`probe_requests`).
     """
 
-    def __init__(self, client: httpx.AsyncClient, field: str, url: str, retry: RetryPolicy):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        field: str,
+        url: str,
+        retry: RetryPolicy,
+        max_bytes: int = 2 * HEADER_LIMIT,
+        max_requests: int = BASE_REQUESTS_PER_IMAGE,
+    ):
         self.field = field
+        self.max_bytes = max_bytes
+        self.max_requests = max_requests
+        self._requests = 0
         self.url = url
         self.total: int | None = None
         self.content_type = ""
@@ -226,7 +245,7 @@ class _RemoteFile:
         assert response is not None
         self._response = None
         try:
-            body = await response.aread()
+            body = await self._read_span(response, FIRST_WINDOW)
         except httpx.TransportError as err:
             await self._close(response)
             await self._failed(f"{type(err).__name__}: {err}", None)
@@ -261,7 +280,7 @@ class _RemoteFile:
                     f"request it announced support for (bytes {start}-{end - 1})",
                 )
             try:
-                body = await response.aread()
+                body = await self._read_span(response, end - start)
             except httpx.TransportError as err:
                 await self._close(response)
                 await self._failed(f"{type(err).__name__}: {err}", None)
@@ -269,21 +288,57 @@ class _RemoteFile:
             await self._close(response)
             return body
 
+    async def _read_span(self, response: httpx.Response, want: int) -> bytes:
+        """
+        The body of a range answer: at most the ``want`` bytes asked for.
+
+        A server that sends more than it was asked (or never stops) is cut off there; the connection
+        is then closed instead of reused.
+        """
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            self._check_budget(self._read_before + response.num_bytes_downloaded)
+            if len(body) >= want:
+                break
+        return bytes(body[:want])
+
+    def _check_budget(self, read: int) -> None:
+        if read > self.max_bytes:
+            raise RunComfyInputError(
+                self.field,
+                f"could not be checked: its header was not found in the first {self.max_bytes:,} bytes "
+                "(reading stopped there)",
+            )
+
     async def _read_stream(self, offset: int, end: int) -> bytes:
-        out = bytearray()
+        """
+        Bytes ``[offset, end)`` from the plain stream.
+
+        The buffer keeps every byte from ``offset`` to where the stream stands, so bytes that arrived
+        in many small chunks are all there for the next read from ``offset`` (the buffer is a few
+        windows at most: the readers ask for small, forward-moving spans).
+        """
         buf_end = self._buf_start + len(self._buf)
-        if self._buf_start <= offset < buf_end:
-            out += self._buf[offset - self._buf_start : end - self._buf_start]
+        if self._buf_start <= offset <= buf_end and buf_end == self._stream_pos:
+            data = bytearray(self._buf[offset - self._buf_start :])
+        elif offset >= self._stream_pos:
+            data = bytearray()
+        else:  # bytes already dropped: never happens with forward readers, and never guessed
+            raise RunComfyInputError(self.field, f"could not be read again from byte {offset:,}")
+        data_start = offset if data else max(offset, self._stream_pos)
         while self._stream_pos < end:
             chunk_start = self._stream_pos
             chunk = await self._next_chunk()
             if not chunk:
                 break
-            self._buf, self._buf_start = chunk, chunk_start
-            low, high = max(offset, chunk_start), min(end, chunk_start + len(chunk))
-            if low < high:
-                out += chunk[low - chunk_start : high - chunk_start]
-        return bytes(out)
+            if chunk_start + len(chunk) <= offset:
+                continue  # wholly before the span: dropped as it passes
+            if not data:
+                data_start = max(offset, chunk_start)
+            data += chunk[max(0, offset - chunk_start) :]
+        self._buf, self._buf_start = bytes(data), data_start
+        return self._buf[offset - data_start : end - data_start] if data_start == offset else b""
 
     async def _next_chunk(self) -> bytes:
         """The next chunk of the plain stream (``b""`` at its end), restarting it after a failure."""
@@ -294,6 +349,7 @@ class _RemoteFile:
                 assert self._chunks is not None
                 chunk = self._pending or await anext(self._chunks, b"")
                 self._pending = b""
+                self._check_budget(self.bytes_read)
             except httpx.TransportError as err:
                 await self.aclose()
                 await self._failed(f"{type(err).__name__}: {err or 'no details'}", None)
@@ -330,8 +386,14 @@ class _RemoteFile:
 
     async def _send(self, headers: dict[str, str]) -> httpx.Response:
         """One GET with its body unread; retried while the failure is transient."""
-        # identity: sizes and byte ranges must be those of the file itself, not of a gzip stream.
         while True:
+            self._requests += 1
+            if self._requests > self.max_requests:
+                raise RunComfyInputError(
+                    self.field,
+                    f"could not be checked: its header was not found within {self.max_requests} "
+                    "requests (a file of endless segments, or a server that keeps failing)",
+                )
             try:
                 # identity: sizes and byte ranges must be those of the file, not of a gzip stream.
                 request = self._client.build_request(
@@ -501,7 +563,10 @@ def _check_scheme(field: str, url: str) -> None:
 async def _probe(
     client: httpx.AsyncClient, field: str, url: str, rules: ImageRules, retry: RetryPolicy
 ) -> ImageProbe:
-    source = _RemoteFile(client, field, url, retry)
+    largest = rules.largest_file
+    source = _RemoteFile(
+        client, field, url, retry, max_bytes=probe_budget(largest), max_requests=probe_requests(largest)
+    )
     try:
         await source.open()
         if source.total is not None:
@@ -511,7 +576,6 @@ async def _probe(
             fmt = "JPEG"
             width, height = await _jpeg_size(source)
         else:
-            largest = rules.largest_file
             fmt, width, height = await _pillow_header(
                 source, largest if largest is not None else HEADER_LIMIT
             )
@@ -540,6 +604,39 @@ async def _probe(
         f"{probe.bytes_read:,}",
     )
     return probe
+
+
+def probe_budget(largest_file: int | None) -> int:
+    """
+    The most body bytes one image's check may fetch: twice (the size limit + the first window).
+
+    Twice, so a stream restarted after a transient failure may read its start again; the limit is
+    the model's file size limit, or :data:`HEADER_LIMIT` when it sets none. Ordinary images cost one
+    window (about 16 KiB); a hostile host costs this at most, in :func:`probe_requests` requests.
+    """
+    limit = largest_file if largest_file is not None else HEADER_LIMIT
+    return 2 * (limit + FIRST_WINDOW)
+
+
+def probe_requests(largest_file: int | None) -> int:
+    """
+    The most requests one image's check may send: 64, plus one range hop per 64 KiB of the limit.
+
+    An ordinary image takes one or two; a 15 MB JPEG padded with metadata before its frame header
+    about 230 (each large segment hopped with a tiny range request); 292 are allowed for a 15 MB
+    limit, 576 without one.
+    """
+    limit = largest_file if largest_file is not None else HEADER_LIMIT
+    return BASE_REQUESTS_PER_IMAGE + limit // HOP_BYTES
+
+
+def probe_deadline(timeouts: Timeouts, retry: RetryPolicy) -> float:
+    """
+    Seconds one image's check may take in all: every allowed attempt and wait, then no more.
+
+    Per-read timeouts alone let a host that drips one byte per second hold a check for ever.
+    """
+    return timeouts.total * (retry.max_retries + 1) + retry.max_delay * retry.max_retries
 
 
 def _combine(failures: Sequence[RunComfyInputError]) -> RunComfyInputError:
@@ -582,8 +679,10 @@ async def aprobe_images(
     policy = retry if retry is not None else RetryPolicy()
     limit = max(1, max_concurrency)
     semaphore = asyncio.Semaphore(limit)
+    timeouts = timeouts if timeouts is not None else Timeouts()
+    deadline = probe_deadline(timeouts, policy)
     client = make_async_client(
-        timeouts if timeouts is not None else Timeouts(),
+        timeouts,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
@@ -591,7 +690,13 @@ async def aprobe_images(
 
     async def probe_one(field: str, url: str) -> ImageProbe:
         async with semaphore:
-            return await _probe(client, field, url, rules, policy)
+            try:
+                async with asyncio.timeout(deadline):
+                    return await _probe(client, field, url, rules, policy)
+            except TimeoutError:
+                raise RunComfyInputError(
+                    field, f"could not be checked within {deadline:g} s (the image host is too slow)"
+                ) from None
 
     async with client:
         outcomes = await asyncio.gather(*(probe_one(f, u) for f, u in images), return_exceptions=True)

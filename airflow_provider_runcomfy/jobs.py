@@ -26,6 +26,7 @@ This module is light on purpose (no httpx, no Pillow): operators import it while
 from __future__ import annotations
 
 import contextlib
+import json
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -230,6 +231,17 @@ def _lower(value: Any) -> str | None:
 #: The order of :func:`output_urls`: single outputs first, images before videos.
 OUTPUT_KEYS = ("image", "images", "video", "videos")
 
+#: Bounds of what a finished job leaves in a trigger event (stored in Airflow's database) and in the
+#: ``result`` XCom: a broken or hostile answer must not become a 100 MiB row. Ordinary outputs (a
+#: few URLs) are far below them.
+MAX_OUTPUT_URLS = 1000
+MAX_URL_CHARS = 8 * 1024
+#: RunComfy's whole ``output`` object is kept when its JSON is at most this long; past it, only its
+#: URLs are kept (and the summary says so).
+MAX_OUTPUT_JSON = 64 * 1024
+#: Messages of events (a failed job's error text, RunComfy's words) are cut to this many characters.
+MAX_MESSAGE_CHARS = 4000
+
 
 def output_urls(output: Any) -> list[str]:
     """
@@ -248,7 +260,52 @@ def output_urls(output: Any) -> list[str]:
             urls.append(value)
         elif isinstance(value, list):
             urls.extend(item for item in value if isinstance(item, str) and item)
-    return urls
+    # Bounded (see MAX_OUTPUT_URLS): an absurd URL is no output anyone can fetch.
+    return [url for url in urls if len(url) <= MAX_URL_CHARS][:MAX_OUTPUT_URLS]
+
+
+def _short(value: Any, limit: int = 200) -> Any:
+    """A small scalar field of an answer as it is; anything long or nested is dropped (``None``)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str) and len(value) <= limit:
+        return value
+    return None
+
+
+def bounded_output(output: Any) -> dict[str, Any]:
+    """
+    RunComfy's output object as kept in events and XCom: whole when small, else its URLs only.
+
+    A JSON form over :data:`MAX_OUTPUT_JSON` (or one that is not JSON-able) is replaced by the
+    standard keys' URLs and ``"truncated": true``, so downstream code still finds every file.
+    """
+    if not isinstance(output, dict):
+        return {}
+    try:
+        size = len(json.dumps(output, default=str))
+    except (TypeError, ValueError, RecursionError):
+        size = MAX_OUTPUT_JSON + 1
+    if size <= MAX_OUTPUT_JSON:
+        return output
+    kept: dict[str, Any] = {"truncated": True}
+    budget = MAX_OUTPUT_URLS
+    for key in OUTPUT_KEYS:
+        value = output.get(key)
+        if isinstance(value, str) and value and len(value) <= MAX_URL_CHARS and budget:
+            kept[key], budget = value, budget - 1
+        elif isinstance(value, list):
+            urls = [item for item in value if isinstance(item, str) and item and len(item) <= MAX_URL_CHARS]
+            kept[key] = urls[:budget]
+            budget -= len(kept[key])
+    return kept
+
+
+def short_message(text: str) -> str:
+    """An event or error message cut to :data:`MAX_MESSAGE_CHARS` characters."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[:MAX_MESSAGE_CHARS]}... ({len(text):,} characters in all)"
 
 
 def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[str, Any]:
@@ -265,13 +322,13 @@ def summarize_result(result: dict[str, Any], *, model_id: str | None) -> dict[st
     """
     output = result.get("output") or {}
     summary = {
-        "request_id": result.get("request_id"),
+        "request_id": _short(result.get("request_id")),
         "model_id": model_id,
         "status": Phase.SUCCEEDED.value,
         "urls": output_urls(output),
-        "output": output,
-        "created_at": result.get("created_at"),
-        "finished_at": result.get("finished_at"),
+        "output": bounded_output(output),
+        "created_at": _short(result.get("created_at")),
+        "finished_at": _short(result.get("finished_at")),
     }
     from airflow_provider_runcomfy.cost import reported_cost  # only once a job is over, not at parse time
 
@@ -293,6 +350,8 @@ class EventStatus(StrEnum):
 
 def make_event(status: EventStatus, request_id: str, **fields: Any) -> dict[str, Any]:
     """Build a wait outcome: ``{"status", "request_id", "result"?, "message"?}``, JSON-able and small."""
+    if isinstance(fields.get("message"), str):
+        fields["message"] = short_message(fields["message"])
     return {"status": status.value, "request_id": request_id, **fields}
 
 
@@ -367,7 +426,7 @@ class RequestWatch:
         self._status_phase = Phase.IN_FLIGHT if word is None else word.phase(Endpoint.STATUS)
         if self._status_phase not in (Phase.FAILED, Phase.CANCELLED):
             self._silent_results = 0
-        seen = (raw, body.get("queue_position"))
+        seen = (_short(raw), _short(body.get("queue_position")))  # kept in the watch's memory: small
         if seen != self._last:
             self._last = seen
             if word is not None and word.is_queued:
@@ -427,14 +486,14 @@ class RequestWatch:
         """A known word, or ``None`` after logging an unknown one (once per request and endpoint)."""
         word = read_word(value)
         if word is None:
-            key = (endpoint, repr(value))
+            key = (endpoint, repr(value)[:200])
             if key not in self._unknown:
                 self._unknown.add(key)
                 self.log.warning(
-                    "RunComfy request %s: unknown status word %r on the %s endpoint; taken as still "
+                    "RunComfy request %s: unknown status word %s on the %s endpoint; taken as still "
                     "in flight, polling on within the timeout",
                     self.request_id,
-                    value,
+                    key[1],
                     endpoint.value,
                 )
         return word

@@ -325,6 +325,7 @@ class ModelSchema:
                 f"The input schema of {name} must be a JSON object with a 'properties' object, "
                 f"got {_shorten(schema)}"
             )
+        refuse_unsafe_schema(schema, name)
         properties = {k: v for k, v in (schema.get("properties") or {}).items() if isinstance(v, Mapping)}
         required = schema.get("required") or []
         if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
@@ -431,6 +432,7 @@ class ModelSchema:
         return names.index(top) if top in names else len(names)
 
     def _problem(self, field: str, kind: str, rule: str) -> _Problem:
+        rule = _capped(rule)  # rules quote schema values, which may be huge (a 10^6-value enum)
         return _Problem(self._order(field), _PRIORITY.get(kind, 3), RunComfyInputError(field, rule))
 
     def _missing(self, name: str) -> _Problem:
@@ -459,7 +461,9 @@ class ModelSchema:
 
         checker = jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", is_integer)
         kind = jsonschema.validators.extend(jsonschema.Draft7Validator, type_checker=checker)
-        return kind(_standard_part(self.schema))
+        # An empty registry that retrieves nothing: a ``$ref`` resolves inside the schema or not at all
+        # (jsonschema's default would fetch remote and file:// references).
+        return kind(_standard_part(self.schema), registry=_no_retrieval_registry())
 
     def _check_standard_part(self) -> None:
         import jsonschema
@@ -468,16 +472,29 @@ class ModelSchema:
             jsonschema.Draft7Validator.check_schema(_standard_part(self.schema))
         except jsonschema.SchemaError as err:
             raise RunComfySchemaError(
-                f"The input schema of {self.label} is not valid JSON Schema: {err.message}"
+                f"The input schema of {self.label} is not valid JSON Schema: {_capped(err.message)}"
             ) from None
 
     def _standard_problems(self, inputs: dict[str, Any]) -> list[_Problem]:
+        import referencing.exceptions
+
         problems = []
-        for err in self._validator.iter_errors(inputs):
-            if err.validator == "required":
-                continue  # reported by name above, with a hint
-            field = _field_name(err.absolute_path) or "inputs"
-            problems.append(self._translate(field, err))
+        try:
+            for err in self._validator.iter_errors(inputs):
+                if err.validator == "required":
+                    continue  # reported by name above, with a hint
+                field = _field_name(err.absolute_path) or "inputs"
+                problems.append(self._translate(field, err))
+        except RecursionError:
+            raise RunComfySchemaError(
+                f"The input schema of {self.label} cannot be used: its references ($ref) loop back on "
+                "themselves without end"
+            ) from None
+        except referencing.exceptions.Unresolvable as err:
+            raise RunComfySchemaError(
+                f"The input schema of {self.label} cannot be used: a reference ($ref) does not resolve "
+                f"inside the schema ({_capped(str(err))}); nothing is fetched from elsewhere"
+            ) from None
         return problems
 
     def _translate(self, field: str, err: Any) -> _Problem:
@@ -492,7 +509,10 @@ class ModelSchema:
                 field, "type", f"must be {words}, got {_shorten(value)} ({_type_name(value)})"
             )
         if kw == "enum":
-            choices = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in err.validator_value)
+            shown = err.validator_value[:MAX_ENUM_SHOWN]
+            choices = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in shown)
+            if len(err.validator_value) > MAX_ENUM_SHOWN:
+                choices += f" (and {len(err.validator_value) - MAX_ENUM_SHOWN:,} more)"
             return self._problem(field, kw, f"must be one of {choices}; got {_shorten(value)}")
         if kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
             return self._problem(field, kw, f"must be {_range_words(prop)}, got {value!r}")
@@ -571,6 +591,175 @@ class ModelSchema:
                 except RunComfyInputError as err:
                     problems.append(self._problem(field, "media", err.rule))
         return problems
+
+
+# -- safety: a schema from a catalog is data from the network --------------------------------------
+
+#: The deepest nesting of objects and lists a schema may have (RunComfy's schemas have 4 or 5 levels).
+MAX_SCHEMA_DEPTH = 64
+#: The longest message built from schema values; longer ones are cut.
+MAX_RULE_CHARS = 2000
+#: How many values of an ``enum`` a refusal lists.
+MAX_ENUM_SHOWN = 20
+
+
+def _capped(text: str) -> str:
+    if len(text) <= MAX_RULE_CHARS:
+        return text
+    return f"{text[:MAX_RULE_CHARS]}... ({len(text):,} characters in all)"
+
+
+@cache
+def _no_retrieval_registry() -> Any:
+    """A :mod:`referencing` registry that knows no resource and retrieves none."""
+    import referencing
+
+    return referencing.Registry()
+
+
+def refuse_unsafe_schema(schema: Mapping[str, Any], name: str) -> None:
+    """
+    Refuse a schema the interpreter cannot use safely, before it is compiled or used.
+
+    Walked without recursion, so no shape of schema can raise :class:`RecursionError` here:
+
+    * nesting deeper than :data:`MAX_SCHEMA_DEPTH` levels;
+    * a ``$ref`` that does not point inside the schema (``#...``): nothing is ever fetched, neither
+      from another host nor from a ``file://`` path;
+    * a ``pattern`` (or ``patternProperties`` key) that is not a regular expression, or that nests
+      unbounded repetition (``(a+)+``, ``(a*)*``) or repeats an alternation (``(a|aa)+``): forms on
+      which Python's backtracking engine can take exponential time. Such a pattern is refused, not
+      matched (there is no time bound on Python's ``re``).
+
+    :raises RunComfySchemaError: naming the problem and where it is.
+    """
+    stack: list[tuple[Any, str, int]] = [(schema, "", 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if depth > MAX_SCHEMA_DEPTH:
+            raise RunComfySchemaError(
+                f"The input schema of {name} cannot be used: it nests deeper than {MAX_SCHEMA_DEPTH} "
+                f"levels (at {where[:200] or 'the top'})"
+            )
+        if isinstance(node, Mapping):
+            ref = node.get("$ref")
+            if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
+                raise RunComfySchemaError(
+                    f"The input schema of {name} cannot be used: {where or 'its top'} refers to "
+                    f"{_shorten(ref)} outside the schema; only references inside it ('#/...') are "
+                    "followed, nothing is fetched"
+                )
+            patterns = [node["pattern"]] if "pattern" in node else []
+            if isinstance(node.get("patternProperties"), Mapping):
+                patterns += list(node["patternProperties"])
+            for pattern in patterns:
+                problem = _pattern_problem(pattern)
+                if problem:
+                    raise RunComfySchemaError(
+                        f"The input schema of {name} cannot be used: the pattern {_shorten(pattern)} "
+                        f"at {where or 'the top'} {problem}"
+                    )
+            for key, value in node.items():
+                stack.append((value, f"{where}.{key}" if where else str(key), depth + 1))
+        elif isinstance(node, list):
+            stack.extend((value, f"{where}[{index}]", depth + 1) for index, value in enumerate(node))
+
+
+def _pattern_problem(pattern: Any) -> str | None:
+    """
+    Why a ``pattern`` cannot be used (not a regex, or a catastrophic form), or ``None``.
+
+    Unbounded repetition nested in unbounded repetition is refused unless the outer repeated part
+    holds a literal character the inner one cannot match (``^[a-z]+(-[a-z]+)*$``, ``(\\d+,)*``): that
+    separator pins each split, so matching stays linear. ``(a+)+``, ``(a*)*`` and ``(a+a)+`` are
+    refused, and so is a repeated alternation (``(a|aa)+``).
+    """
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+    if not isinstance(pattern, str):
+        return "is not a string"
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, RecursionError, OverflowError) as err:
+        return f"is not a valid regular expression ({err})"
+    repeats = (sre.MAX_REPEAT, sre.MIN_REPEAT)
+    # (items, the required literal characters of the enclosing repeated part, or None outside one)
+    stack: list[tuple[Any, frozenset[str] | None]] = [(parsed, None)]
+    while stack:
+        items, separators = stack.pop()
+        for op, arg in items:
+            if op in repeats:
+                _low, high, body = arg
+                if high <= 1000:  # bounded (MAXREPEAT, "no upper bound", is far above)
+                    stack.append((body, separators))
+                    continue
+                if separators is not None and not _separated(body, separators):
+                    return "nests unbounded repetition (like (a+)+), which can take exponential time"
+                stack.append((body, _required_literals(body)))
+            elif op is sre.BRANCH:
+                if separators is not None and len(arg[1]) > 1:
+                    return "repeats an alternation (like (a|aa)+), which can take exponential time"
+                stack.extend((branch, separators) for branch in arg[1])
+            elif op in (sre.SUBPATTERN, sre.ASSERT, sre.ASSERT_NOT):
+                stack.append((arg[-1], separators))
+            elif op in (sre.ATOMIC_GROUP, sre.POSSESSIVE_REPEAT):
+                stack.append((arg if op is sre.ATOMIC_GROUP else arg[-1], None))  # never backtracks
+            elif op is sre.GROUPREF_EXISTS:
+                stack.extend((part, separators) for part in arg[1:] if part is not None)
+    return None
+
+
+def _required_literals(items: Any) -> frozenset[str]:
+    """The literal characters a repeated part must contain (its top-level ``LITERAL`` items)."""
+    from re import _constants as sre  # type: ignore[attr-defined]
+
+    found: set[str] = set()
+    stack = [items]
+    while stack:
+        for op, arg in stack.pop():
+            if op is sre.LITERAL:
+                found.add(chr(arg))
+            elif op is sre.SUBPATTERN:  # a group is required as a whole: its literals are too
+                stack.append(arg[-1])
+    return frozenset(found)
+
+
+def _separated(body: Any, separators: frozenset[str]) -> bool:
+    """Whether ``body`` is single-character matchers only, none of which matches one of ``separators``."""
+    return any(all(_matches_none(op, arg, ch) for op, arg in body) for ch in separators)
+
+
+def _matches_none(op: Any, arg: Any, ch: str) -> bool:
+    """Whether the one-character matcher ``(op, arg)`` certainly cannot match ``ch`` (unsure: ``False``)."""
+    from re import _constants as sre  # type: ignore[attr-defined]
+
+    if op is sre.LITERAL:
+        return chr(arg) != ch
+    if op is sre.NOT_LITERAL:
+        return chr(arg) == ch
+    if op is not sre.IN:
+        return False  # ANY, groups, anything else: assume it may match
+    negated = bool(arg) and arg[0][0] is sre.NEGATE
+    categories = {
+        sre.CATEGORY_DIGIT: str.isdigit,
+        sre.CATEGORY_NOT_DIGIT: lambda c: not c.isdigit(),
+        sre.CATEGORY_SPACE: str.isspace,
+        sre.CATEGORY_NOT_SPACE: lambda c: not c.isspace(),
+        sre.CATEGORY_WORD: lambda c: c.isalnum() or c == "_",
+        sre.CATEGORY_NOT_WORD: lambda c: not (c.isalnum() or c == "_"),
+    }
+    hit = False
+    for kind, value in arg[1:] if negated else arg:
+        if kind is sre.LITERAL:
+            hit = hit or chr(value) == ch
+        elif kind is sre.RANGE:
+            hit = hit or value[0] <= ord(ch) <= value[1]
+        elif kind is sre.CATEGORY and value in categories:
+            hit = hit or categories[value](ch)
+        else:
+            return False
+    return hit if negated else not hit
 
 
 def _standard_part(schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
 import email.utils
 import functools
 import random
@@ -25,12 +27,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import h11
+import httpcore
 import httpx
 
 from airflow_provider_runcomfy import __version__
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Generator, Mapping
+    from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator, Mapping
 
 USER_AGENT = f"airflow-provider-runcomfy/{__version__}"
 
@@ -117,10 +120,21 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Connect and read timeouts in seconds (a read timeout bounds each wait for bytes, not a download)."""
+    """
+    Connect and read timeouts in seconds (a read timeout bounds each wait for bytes, not a download).
+
+    An API call as a whole (connect, send, the whole answer) is bounded too, by :attr:`total`: a
+    server that drips its answer a byte at a time never trips a per-read timeout, and must not hold
+    a worker or a triggerer's poll for as long as it likes.
+    """
 
     connect: float = 10.0
     read: float = 60.0
+
+    @property
+    def total(self) -> float:
+        """The deadline of one API call, connect and whole answer: ``connect + read`` seconds."""
+        return self.connect + self.read
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> Timeouts:
@@ -175,6 +189,135 @@ class BearerAuth(httpx.Auth):
         yield request
 
 
+# -- bounded answers: a size cap and an overall deadline per call ------------------------------------
+
+
+class AnswerTooLargeError(Exception):
+    """An answer's body went past the size cap; nothing more of it was read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than {limit:,} bytes; reading stopped there")
+        self.limit = limit
+
+
+def read_capped(chunks: Iterable[bytes], limit: int) -> bytes:
+    """Join a body's chunks, raising :class:`AnswerTooLargeError` as soon as it passes ``limit`` bytes."""
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLargeError(limit)
+    return bytes(body)
+
+
+async def aread_capped(chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """The async twin of :func:`read_capped`."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLargeError(limit)
+    return bytes(body)
+
+
+#: The monotonic deadline of the sync call running in this thread (``None``: per-read timeouts only).
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("runcomfy_deadline", default=None)
+
+
+@contextlib.contextmanager
+def call_deadline(seconds: float) -> Iterator[None]:
+    """
+    Bound every socket operation of the sync calls inside the block by one overall deadline.
+
+    httpx only has per-operation timeouts; the clients of :func:`make_client` read this deadline at
+    each connect, read and write (see :class:`_DeadlineBackend`), so a dripping server is cut off when
+    the call's time is up, whether it drips its headers or its body.
+    """
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
+    """A socket operation's timeout, shortened to the running call's deadline (raising once it passed)."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise expired("the call's overall deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write stops at the running call's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sync sockets, with :class:`_DeadlineStream` around each connection."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _honour_deadlines(client: httpx.Client) -> httpx.Client:
+    """
+    Make the direct connections of ``client`` honour :func:`call_deadline`.
+
+    httpx builds its httpcore pool without a way to pass a network backend, so the pool's backend is
+    wrapped after the fact. Connections through a proxy from the environment keep per-read timeouts
+    (their answers are still capped in size, and the body is read against the deadline).
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(pool, httpcore.ConnectionPool) and isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend)
+    return client
+
+
 def _client_options(timeouts: Timeouts) -> dict[str, Any]:
     return {
         "timeout": timeouts.as_httpx(),
@@ -185,8 +328,12 @@ def _client_options(timeouts: Timeouts) -> dict[str, Any]:
 
 
 def make_client(timeouts: Timeouts, **options: Any) -> httpx.Client:
-    """A sync client with the provider's TLS, timeouts and ``User-Agent``; one pool for its life."""
-    return httpx.Client(**{**_client_options(timeouts), **options})
+    """
+    A sync client with the provider's TLS, timeouts and ``User-Agent``; one pool for its life.
+
+    Its direct connections honour :func:`call_deadline` (without one, per-read timeouts only).
+    """
+    return _honour_deadlines(httpx.Client(**{**_client_options(timeouts), **options}))
 
 
 def make_async_client(timeouts: Timeouts, **options: Any) -> httpx.AsyncClient:

@@ -535,9 +535,18 @@ def test_a_submit_answer_with_a_request_id_is_an_accepted_job_never_sent_again(
 
 
 def test_submit_answer_without_request_id() -> None:
-    hook = mock_hook(lambda request: httpx.Response(200, json={"status_url": "x"}))
-    with pytest.raises(RunComfyInvalidResponseError, match="no request_id"):
+    # A 200 means RunComfy took the submit: without a readable id the job may exist (issue 19, item 1),
+    # so it is the uncertain error Airflow does not retry, not an invalid answer a retry would pay for.
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"status_url": "x"})
+
+    hook = mock_hook(handler)
+    with pytest.raises(RunComfySubmitUncertainError, match="without a readable request_id"):
         hook.submit(EDIT, {"prompt": "x"})
+    assert len(sent) == 1
 
 
 def test_model_id_with_slashes_is_one_path() -> None:

@@ -32,7 +32,7 @@ from .catalog import AddedModel
 from .dialect import PRESETS, dialect_named
 from .media import sample_names
 from .records import Fault
-from .server import EmulatorConfig, EmulatorServer
+from .server import EmulatorConfig, EmulatorServer, is_loopback
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m airflow_provider_runcomfy.emulator",
         description="Run a local emulator of the RunComfy Model API.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other needs --allow-remote)",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach (the emulator is a test tool: anyone who reaches "
+        "it can drive it; set --control-token too)",
+    )
+    p.add_argument(
+        "--control-token",
+        default=os.environ.get("RUNCOMFY_EMULATOR_CONTROL_TOKEN"),
+        metavar="TOKEN",
+        help="require this token (header X-Emulator-Control-Token) on /_emulator/ controls "
+        "(default: $RUNCOMFY_EMULATOR_CONTROL_TOKEN, else none)",
+    )
     p.add_argument("--port", type=int, default=0, help="port (default 0: a free port)")
     p.add_argument("--token", default="emulator-token", help="the valid API token (default emulator-token)")
     p.add_argument(
@@ -166,6 +183,7 @@ async def _main(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         fault_seed=args.fault_seed,
         log_maxlen=args.log_maxlen,
+        control_token=args.control_token,
     )
     for raw in args.fault:
         server.faults.add(Fault.from_dict(json.loads(raw)))
@@ -213,6 +231,24 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"bad --dialect: {exc}", file=sys.stderr)
         return 2
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            print(
+                f"refusing --host {args.host!r}: other machines could reach this test emulator (and drive "
+                "its /_emulator/ controls). Pass --allow-remote to mean it, with --control-token.",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"WARNING: the RunComfy emulator listens on {args.host!r}, reachable from other machines; "
+            + (
+                "its controls need the control token."
+                if args.control_token
+                else "its /_emulator/ controls are OPEN to anyone who reaches it (set --control-token)."
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
     return asyncio.run(_main(args))
 
 

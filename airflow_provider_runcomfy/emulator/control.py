@@ -12,13 +12,23 @@ from typing import Any
 
 from .records import Fault, RequestRecord
 
+#: The header of the control token (the same as ``server.CONTROL_TOKEN_HEADER``; this module stays light).
+_CONTROL_TOKEN_HEADER = "X-Emulator-Control-Token"
+
 
 class EmulatorControl:
-    """Client of the control endpoints of the emulator at ``base_url`` (``http://127.0.0.1:PORT``)."""
+    """
+    Client of the control endpoints of the emulator at ``base_url`` (``http://127.0.0.1:PORT``).
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    :param control_token: the emulator's control token, when it was started with one.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0, control_token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._headers = {"Content-Type": "application/json"}
+        if control_token:
+            self._headers[_CONTROL_TOKEN_HEADER] = control_token
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _call(self, method: str, path: str, data: Any = None) -> Any:
@@ -27,7 +37,7 @@ class EmulatorControl:
             f"{self.base_url}/_emulator/{path}",
             data=body,
             method=method,
-            headers={"Content-Type": "application/json"},
+            headers=self._headers,
         )
         with self._opener.open(request, timeout=self.timeout) as resp:
             return json.loads(resp.read() or b"null")

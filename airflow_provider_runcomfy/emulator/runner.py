@@ -98,6 +98,8 @@ class RunComfyEmulator:
             service), one variant's preset such as ``"completed-results"``, names joined with
             ``+``, or a ``Dialect``. Settable at any time through the ``dialect`` attribute; a
             ``Fault(kind="dialect", dialect=...)`` words only the requests it matches.
+        control_token: when set, the ``/_emulator/`` controls answer 401 without it (header
+            ``X-Emulator-Control-Token``); the methods of this object act directly, not over HTTP.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class RunComfyEmulator:
         faults: Iterable[Fault] = (),
         fault_seed: int | None = None,
         dialect: Dialect | str = "documented",
+        control_token: str | None = None,
     ) -> None:
         self._token = token
         all_tokens = [token, *(t for t in tokens if t != token)]
@@ -145,6 +148,7 @@ class RunComfyEmulator:
             public_url=public_url,
             verbose=verbose,
             fault_seed=fault_seed,
+            control_token=control_token,
         )
         for fault in faults:
             self._server.faults.add(fault)

@@ -13,8 +13,10 @@ process. Routes:
   ``/samples/{name}`` (demo inputs), ``/images/gen`` and ``/images/notimage`` (test images),
   ``/blobs/{size}`` (large downloads).
 - ``GET /``: an index of these routes, the sample URLs and the knobs (``index.py``).
-- Controls (no auth, never logged or faulted): ``/_emulator/health``, ``/_emulator/requests``,
-  ``/_emulator/faults``, ``/_emulator/config``, ``/_emulator/jobs``, ``/_emulator/models``.
+- Controls (never logged or faulted): ``/_emulator/health``, ``/_emulator/requests``,
+  ``/_emulator/faults``, ``/_emulator/config``, ``/_emulator/jobs``, ``/_emulator/models``. Open
+  by default (the emulator listens on 127.0.0.1); with a ``control_token`` they answer 401 unless
+  the request carries ``X-Emulator-Control-Token: <token>``.
 
 How answers are worded (the documented contract, or the wider vocabulary of the live service that
 RunComfy's own clients accept) is the server's :class:`~.dialect.Dialect` (``config.dialect``), or a
@@ -31,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
+import ipaddress
 import math
 import os
 import sys
@@ -76,6 +80,18 @@ IMAGE_CACHE_BYTES = 256 * 1024 * 1024
 #: Largest blob ``/blobs/{size}`` serves.
 MAX_BLOB_BYTES = 1 << 40
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+#: The header that carries the control token to ``/_emulator/`` (see ``EmulatorServer``).
+CONTROL_TOKEN_HEADER = "X-Emulator-Control-Token"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the emulator on this machine (``""`` and ``0.0.0.0`` do not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to any interface
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -251,9 +267,11 @@ class EmulatorServer:
         log_maxlen: int = 200_000,
         workers: int = 16,
         fault_seed: int | None = None,
+        control_token: str | None = None,
     ) -> None:
         if not tokens:
             raise ValueError("at least one token is needed")
+        self.control_token = control_token or None
         self.host = host
         self.port = port
         self.tokens = frozenset(tokens)
@@ -394,7 +412,14 @@ class EmulatorServer:
         """Answer one request and log it; returns whether the connection stays open."""
         if request.path == "/" or request.path.startswith("/_emulator/"):
             # The index and the controls are for people and tests: never logged, never faulted.
-            response = index_response(self, request) if request.path == "/" else self._control(request)
+            if request.path == "/":
+                response = index_response(self, request)
+            elif not self._control_allowed(request):
+                response = json_response(
+                    401, {"error_message": f"this emulator's controls need the {CONTROL_TOKEN_HEADER} header"}
+                )
+            else:
+                response = self._control(request)
             status = await write_response(writer, request, response, request.keep_alive)
             return status is not None and request.keep_alive
         ctx = _Ctx()
@@ -820,6 +845,13 @@ class EmulatorServer:
         return Response(stream=StreamBody(size, media.iter_blob), content_type=content_type, ranged=True)
 
     # ------------------------------------------------------------------ controls
+
+    def _control_allowed(self, request: Request) -> bool:
+        """Whether a control request may act: always without a control token, else only with it."""
+        if self.control_token is None:
+            return True
+        given = request.headers.get(CONTROL_TOKEN_HEADER.lower(), "")
+        return hmac.compare_digest(given.encode(), self.control_token.encode())
 
     def _control(self, request: Request) -> Response:
         """The ``/_emulator/`` endpoints tests in other processes use (not logged, not faulted)."""

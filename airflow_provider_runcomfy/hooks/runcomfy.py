@@ -13,13 +13,23 @@ The rules that keep a paid API safe live here, once, for every operator, sensor 
   RunComfy's own clients read it);
 * a submit answer that carries a ``request_id`` is an accepted (paid) job whatever else it says: it
   is returned so the job is tracked and waited for, never sent again;
+* a 2xx submit answer without a readable ``request_id`` (an HTML page, another shape, JSON nested
+  too deep, an answer over the size cap) means the job may exist: it is
+  :class:`RunComfySubmitUncertainError`, never retried;
+* every answer is read against a size cap (:data:`MAX_ANSWER_BYTES`) and each call against an
+  overall deadline (connect + whole answer, :attr:`Timeouts.total`), so a hostile or broken server
+  can neither exhaust memory nor hold a worker or a triggerer's poll;
+* request ids and model ids must be safe URL path segments, checked before anything is sent;
 * the token comes only from the Airflow connection, is registered with the secret masker, goes
-  only to the API's own origin and never into a log, a message or a ``repr``.
+  only to the API's own origin and never into a log, a message, an event, XCom or a ``repr``:
+  every answer is scrubbed of it as soon as it is read, so server-echoed text is safe downstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,14 +57,18 @@ from airflow_provider_runcomfy.exceptions import (
 )
 from airflow_provider_runcomfy.jobs import CancelOutcome
 from airflow_provider_runcomfy.transport import (
+    AnswerTooLargeError,
     BearerAuth,
     RetryPolicy,
     SharedAsyncTransport,
     Timeouts,
+    aread_capped,
+    call_deadline,
     is_transient_status,
     make_async_client,
     make_client,
     parse_retry_after,
+    read_capped,
     release_on_close,
 )
 
@@ -68,6 +82,44 @@ PROBE_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
 
 #: Failures after which a submit certainly did not reach RunComfy: nothing was sent.
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+#: The largest API answer read, in bytes. RunComfy's answers are a few hundred bytes (a catalog page
+#: with schemas a few hundred KiB): 8 MiB is generous, and bounds what a broken or hostile server
+#: can make a worker or a triggerer hold.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+#: A request id or one model id segment: letters, digits and ``-_.~``, never ``.`` or ``..``.
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,199}")
+
+
+def _safe_segment(text: str) -> bool:
+    return _SAFE_SEGMENT.fullmatch(text) is not None and text not in (".", "..")
+
+
+def _model_path(model_id: Any) -> str:
+    """
+    A model id as a URL path: ``owner/name[/...]``, each segment a safe one; refused before any request.
+
+    ``..`` or ``.`` segments, an empty segment, ``%``, ``?`` or ``#`` would send the call to another
+    endpoint (``../requests/x/cancel`` is a cancel), so they never reach the URL.
+    """
+    if not isinstance(model_id, str) or not model_id.strip("/ "):
+        raise RunComfyBadRequestError(f"model_id must be a non-empty string, got {model_id!r}")
+    segments = model_id.strip().strip("/").split("/")
+    if len(segments) < 2 or len(segments) > 8 or not all(_safe_segment(part) for part in segments):
+        raise RunComfyBadRequestError(
+            f"model_id must have the form owner/name[/...], each part made of letters, digits and "
+            f"'-_.~' (not '.' or '..'), got {model_id[:200]!r}"
+        )
+    return "/".join(segments)
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL without ``user:password@``: a password in the host field is never shown nor sent."""
+    parsed = httpx.URL(url)
+    if not parsed.userinfo:
+        return url
+    return str(parsed.copy_with(username=None, password=None))
 
 
 def normalize_base_url(host: str | None, port: int | None = None) -> str:
@@ -84,6 +136,7 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
         url = f"https://{url}"
     if url.endswith("/v1"):
         url = url[: -len("/v1")]
+    url = _without_userinfo(url).rstrip("/")
     parsed = httpx.URL(url)
     if port and parsed.port is None:
         url = str(parsed.copy_with(port=port)).rstrip("/")
@@ -412,11 +465,9 @@ class RunComfyHook(BaseHook):
     # -- request machinery -------------------------------------------------------------------------
 
     def _submit_call(self, model_id: str, inputs: dict[str, Any]) -> _Call:
-        if not isinstance(model_id, str) or not model_id.strip("/ "):
-            raise RunComfyBadRequestError(f"model_id must be a non-empty string, got {model_id!r}")
         return _Call(
             method="POST",
-            path=self.submit_path.format(model_id=quote(model_id.strip("/"), safe="/-_.~")),
+            path=self.submit_path.format(model_id=quote(_model_path(model_id), safe="/-_.~")),
             what=f"Submit to model {model_id!r}",
             json=inputs,
             paid=True,
@@ -425,6 +476,12 @@ class RunComfyHook(BaseHook):
     def _request_call(self, method: str, request_id: str, action: str) -> _Call:
         if not isinstance(request_id, str) or not request_id.strip():
             raise RunComfyBadRequestError(f"request_id must be a non-empty string, got {request_id!r}")
+        if not _safe_segment(request_id.strip()):
+            # ``..`` or ``x/../..`` would reach another endpoint than this request's.
+            raise RunComfyBadRequestError(
+                f"request_id must be one URL path segment of letters, digits and '-_.~' (not '.' or "
+                f"'..'), got {request_id[:200]!r}"
+            )
         return _Call(
             method=method,
             path=self.request_path.format(request_id=quote(request_id.strip(), safe=""), action=action),
@@ -436,11 +493,9 @@ class RunComfyHook(BaseHook):
         return replace(call, params={"include_cost": "true"}) if include_cost else call
 
     def _model_call(self, model_id: str) -> _Call:
-        if not isinstance(model_id, str) or not model_id.strip("/ "):
-            raise RunComfyBadRequestError(f"model_id must be a non-empty string, got {model_id!r}")
         return _Call(
             method="GET",
-            path=f"{self.catalog_path}/{quote(model_id.strip('/'), safe='/-_.~')}",
+            path=f"{self.catalog_path}/{quote(_model_path(model_id), safe='/-_.~')}",
             what=f"RunComfy catalog entry of model {model_id!r}",
         )
 
@@ -492,8 +547,8 @@ class RunComfyHook(BaseHook):
         while True:
             outcome: httpx.Response | Exception
             try:
-                outcome = self.client.request(call.method, call.path, json=call.json, params=call.params)
-            except httpx.TransportError as err:
+                outcome = self._exchange(call, settings)
+            except (httpx.TransportError, AnswerTooLargeError) as err:
                 outcome = err
             retry += 1
             delay = self._next_step(call, outcome, retry, settings)
@@ -508,14 +563,48 @@ class RunComfyHook(BaseHook):
         while True:
             outcome: httpx.Response | Exception
             try:
-                outcome = await client.request(call.method, call.path, json=call.json, params=call.params)
-            except httpx.TransportError as err:
+                outcome = await self._aexchange(client, call, settings)
+            except (httpx.TransportError, AnswerTooLargeError) as err:
                 outcome = err
             retry += 1
             delay = self._next_step(call, outcome, retry, settings)
             if not isinstance(delay, float):
                 return delay
             await asyncio.sleep(delay)
+
+    def _exchange(self, call: _Call, settings: ApiSettings) -> httpx.Response:
+        """
+        One attempt: send, read the answer whole but capped, all within the call's overall deadline.
+
+        The answer comes back scrubbed of the token (see :func:`_scrubbed_answer`).
+        """
+        client = self.client
+        with call_deadline(settings.timeouts.total):
+            request = client.build_request(call.method, call.path, json=call.json, params=call.params)
+            response = client.send(request, stream=True)
+            try:
+                body = read_capped(response.iter_bytes(), MAX_ANSWER_BYTES)
+            finally:
+                response.close()
+        return _scrubbed_answer(response, body, settings.token)
+
+    async def _aexchange(
+        self, client: httpx.AsyncClient, call: _Call, settings: ApiSettings
+    ) -> httpx.Response:
+        """The async :meth:`_exchange`: the deadline covers the connection, the send and the whole answer."""
+        try:
+            async with asyncio.timeout(settings.timeouts.total):
+                request = client.build_request(call.method, call.path, json=call.json, params=call.params)
+                response = await client.send(request, stream=True)
+                try:
+                    body = await aread_capped(response.aiter_bytes(), MAX_ANSWER_BYTES)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise httpx.ReadTimeout(
+                f"no complete answer within the call's deadline of {settings.timeouts.total:g} s"
+            ) from None
+        return _scrubbed_answer(response, body, settings.token)
 
     def _next_step(
         self, call: _Call, outcome: httpx.Response | Exception, retry: int, settings: ApiSettings
@@ -525,10 +614,22 @@ class RunComfyHook(BaseHook):
 
         Shared by the sync and async loops so both follow exactly the same policy.
         """
+        if isinstance(outcome, AnswerTooLargeError):
+            if call.paid:
+                raise self._uncertain_submit(call, f"its answer could not be read: {outcome}")
+            raise RunComfyInvalidResponseError(f"{call.what}: RunComfy's {outcome}")
         if call.paid and isinstance(outcome, httpx.Response):
             accepted = self._accepted_submit(call, outcome)
             if accepted is not None:
                 return accepted
+            if not outcome.is_error and _error_code_of(outcome) is None:
+                # Taken (2xx, or a 3xx, never followed) without a readable job id: the job may
+                # exist, so it is never sent again.
+                raise self._uncertain_submit(
+                    call,
+                    f"RunComfy answered HTTP {outcome.status_code} without a readable request_id "
+                    f"({_excerpt(outcome, settings.token)})",
+                )
         policy = settings.retry
         if call.may_retry(outcome) and retry <= policy.max_retries:
             retry_after = None
@@ -557,7 +658,9 @@ class RunComfyHook(BaseHook):
             return _parse_body(call, outcome, settings.token)
 
         if call.paid and not isinstance(outcome, _NOTHING_SENT):
-            raise self._uncertain_submit(call, f"{type(outcome).__name__}: {outcome}")
+            raise self._uncertain_submit(
+                call, f"{type(outcome).__name__}: {scrub(str(outcome), settings.token)}"
+            )
         raise RunComfyUnavailableError(
             f"{call.what} failed after {retry} attempts: {type(outcome).__name__}: "
             f"{scrub(str(outcome), settings.token)}"
@@ -572,10 +675,7 @@ class RunComfyHook(BaseHook):
         waited for: sending the submit again, or failing the task so that a retry sends it, would pay
         twice. The wait then tells how the job really ends. An odd answer around it is logged.
         """
-        try:
-            body = response.json()
-        except ValueError:
-            return None
+        body = _json_of(response)
         if not isinstance(body, dict):
             return None
         request_id = body.get("request_id")
@@ -604,8 +704,9 @@ class RunComfyHook(BaseHook):
     def _request_id_of(body: dict[str, Any], model_id: str) -> str:
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not request_id:
-            raise RunComfyInvalidResponseError(
-                f"Submit to model {model_id!r}: RunComfy's answer has no request_id: {str(body)[:200]}"
+            # Only an accepted answer reaches here; should one ever lack its id, the job may exist.
+            raise RunComfySubmitUncertainError(
+                f"Submit to model {model_id!r}: RunComfy's answer has no request_id: {_shown(body)}"
             )
         return request_id
 
@@ -615,7 +716,7 @@ class RunComfyHook(BaseHook):
         if outcome is None:
             raise RunComfyInvalidResponseError(
                 f"Cancel: an answer that says neither cancelled, cancellation_requested nor "
-                f"not_cancellable: {str(body)[:200]}"
+                f"not_cancellable: {_shown(body)}"
             )
         return outcome
 
@@ -624,13 +725,13 @@ def _model_info(call: _Call, body: dict[str, Any], model_id: str) -> ModelInfo:
     try:
         return ModelInfo.from_api(body, model_id=model_id.strip("/"))
     except ValueError as err:
-        raise RunComfyInvalidResponseError(f"{call.what}: {err}: {str(body)[:200]}") from None
+        raise RunComfyInvalidResponseError(f"{call.what}: {err}: {_shown(body)}") from None
 
 
 def _model_page(call: _Call, body: dict[str, Any]) -> ModelPage:
     entries = body.get("models")
     if not isinstance(entries, list):
-        raise RunComfyInvalidResponseError(f"{call.what}: the answer has no models list: {str(body)[:200]}")
+        raise RunComfyInvalidResponseError(f"{call.what}: the answer has no models list: {_shown(body)}")
     models = []
     for entry in entries:
         try:
@@ -647,7 +748,7 @@ def _categories(call: _Call, body: dict[str, Any]) -> list[str]:
     found = body.get("categories")
     if not isinstance(found, list):
         raise RunComfyInvalidResponseError(
-            f"{call.what}: the answer has no categories list: {str(body)[:200]}"
+            f"{call.what}: the answer has no categories list: {_shown(body)}"
         )
     return [item for item in found if isinstance(item, str)]
 
@@ -658,6 +759,75 @@ def _describe_outcome(outcome: httpx.Response | Exception) -> str:
     return f"{type(outcome).__name__}"
 
 
+def _scrub_deep(value: Any, token: str) -> Any:
+    """``value`` with ``token`` replaced in every string, keys included (for JSON-escaped echoes)."""
+    if isinstance(value, str):
+        return scrub(value, token)
+    if isinstance(value, list):
+        return [_scrub_deep(item, token) for item in value]
+    if isinstance(value, dict):
+        return {scrub(str(key), token): _scrub_deep(item, token) for key, item in value.items()}
+    return value
+
+
+def _scrubbed_answer(response: httpx.Response, body: bytes, token: str) -> httpx.Response:
+    """
+    The answer with its body read, and the token replaced wherever the server echoed it.
+
+    Scrubbed once, here, so every message, log line, trigger event and XCom value built from an
+    answer downstream is safe without each place having to remember. A token the server wrote with
+    JSON escapes (``\\u0072c-...``) is caught too: such bodies are parsed, scrubbed and written back.
+    """
+    secret = token.encode()
+    if secret:
+        body = body.replace(secret, b"***")
+        if b"\\u" in body:
+            try:
+                decoded = json.loads(body)
+                cleaned = _scrub_deep(decoded, token)
+                if cleaned != decoded:
+                    body = json.dumps(cleaned).encode()
+            except ValueError:
+                pass  # not JSON: no escapes to decode, and reported as unreadable later
+            except RecursionError:
+                # Parsed but too deep to scrub: never let it be parsed later, unscrubbed.
+                body = b'"an answer nested too deep to read"'
+
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_FRAMING]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=body,
+        request=response.request,
+        extensions={"reason_phrase": response.reason_phrase.encode("ascii", "replace")},
+    )
+
+
+#: Headers about the wire form of a body, which no longer apply once it is read and decoded.
+_BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _shown(body: Any, limit: int = 200) -> str:
+    """The start of an answer's body for a message; a body too deep to print is described instead."""
+    try:
+        return str(body)[:limit]
+    except RecursionError:
+        return "(an answer nested too deep to show)"
+
+
+def _json_of(response: httpx.Response) -> Any:
+    """The answer's JSON, or ``None`` when it is not JSON or nested too deep for the parser."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        return None
+
+
+def _error_code_of(response: httpx.Response) -> Any:
+    body = _json_of(response)
+    return body.get("error_code") if isinstance(body, dict) else None
+
+
 def _excerpt(response: httpx.Response, token: str, limit: int = 200) -> str:
     text = scrub(response.text, token).strip().replace("\n", " ")
     return text[:limit] + ("..." if len(text) > limit else "") if text else "empty body"
@@ -666,10 +836,7 @@ def _excerpt(response: httpx.Response, token: str, limit: int = 200) -> str:
 def _parse_body(call: _Call, response: httpx.Response, token: str) -> dict[str, Any]:
     """Return the JSON body of a final answer, or raise the domain error it stands for."""
     status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = _json_of(response)
     if not isinstance(body, dict):
         if response.is_error:
             raise _api_error(call, status, {"error_message": _excerpt(response, token)}, token)

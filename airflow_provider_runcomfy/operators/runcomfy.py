@@ -410,6 +410,8 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             try:
                 schema = compile_schema(self.model_id, info.input_schema, label=label, source="catalog")
             except RunComfySchemaError as err:
+                if bundled_spec(self.model_id.strip("/")) is None:
+                    raise  # never "sent unchecked" because the catalog served a broken schema
                 self.log.warning("The catalog's input schema of %s cannot be used: %s", self.model_id, err)
                 why = "its catalog schema cannot be used"
             else:
@@ -834,6 +836,8 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
     :param verify_images: open image outputs with Pillow before keeping them.
     :param runcomfy_conn_id: a ``runcomfy`` connection whose extra sets the retry policy and timeouts
         (the same knobs as the hook); without one, the hook's defaults apply.
+    :param max_bytes: the largest file kept, in bytes (``None``: images capped at 256 MiB, videos
+        not capped); a larger or endless one fails the task and leaves nothing behind.
 
     With ``outlets=[Asset("...")]`` (a ``Dataset`` on Airflow 2.11) each successful copy records an
     asset event whose ``extra`` is ``{"stored", "request_ids", "model_ids"}``, so DAGs scheduled on
@@ -852,9 +856,11 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
         destination_conn_id: str | None = None,
         verify_images: bool = True,
         runcomfy_conn_id: str | None = "runcomfy_default",
+        max_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.max_bytes = max_bytes
         self.urls = urls
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -888,6 +894,7 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
             timeouts=timeouts,
             verify_images=self.verify_images,
             conn_id=self.destination_conn_id,
+            max_bytes=self.max_bytes,
         )
         self.record_stored(context, urls, stored)
         return stored

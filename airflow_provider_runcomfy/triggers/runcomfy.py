@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
+#: Seconds the status check after the deadline may take (it asks whether the job just finished).
+LAST_LOOK_SECONDS = 30.0
+
+
 class RunComfyRequestTrigger(BaseTrigger):
     """
     Poll one RunComfy request until it finishes, then yield one event.
@@ -114,9 +118,12 @@ class RunComfyRequestTrigger(BaseTrigger):
                 return await self._on_deadline(hook, watch)
             poll_started = time.monotonic()
             try:
-                event = await self._look(hook, watch)
+                async with self._within_deadline():
+                    event = await self._look(hook, watch)
                 if event is not None:
                     return event
+            except TimeoutError:  # the deadline passed inside a poll (a slow API, a hostile one)
+                return await self._on_deadline(hook, watch)
             except WAIT_FATAL_ERRORS as err:
                 return watch.error(str(err))
             except RunComfyError as err:
@@ -137,6 +144,13 @@ class RunComfyRequestTrigger(BaseTrigger):
             return watch.outcome(await hook.aget_result(self.request_id))
         return None
 
+    def _within_deadline(self) -> asyncio.Timeout:
+        """Bound one poll by ``end_time``: a poll that hangs or keeps retrying does not outlive the wait."""
+        if self.end_time is None:
+            return asyncio.timeout(None)
+        loop = asyncio.get_running_loop()
+        return asyncio.timeout_at(loop.time() + max(0.0, self.end_time - time.time()))
+
     def _capped(self, seconds: float) -> float:
         """A wait of ``seconds``, shortened so that it never runs past the deadline."""
         if self.end_time is None:
@@ -144,9 +158,17 @@ class RunComfyRequestTrigger(BaseTrigger):
         return max(0.0, min(seconds, self.end_time - time.time()))
 
     async def _on_deadline(self, hook: Any, watch: RequestWatch) -> dict[str, Any]:
-        """Ask once more (it may have just finished), then cancel a maybe-queued job and report a timeout."""
+        """
+        Ask once more (it may have just finished), then cancel a maybe-queued job and report a timeout.
+
+        The last look gets :data:`LAST_LOOK_SECONDS` at most: the deadline has passed already.
+        """
         try:
-            event = await self._look(hook, watch)
+            async with asyncio.timeout(LAST_LOOK_SECONDS):
+                event = await self._look(hook, watch)
+        except TimeoutError:
+            event = None
+            self.log.warning("RunComfy request %s: the last status check took too long", self.request_id)
         except RunComfyError as err:
             return watch.error(f"the deadline passed and the last status check failed: {err}")
         if event is not None:

@@ -148,3 +148,33 @@ with DAG(
         destination="{{ params.destination }}",
         outlets=[Asset("runcomfy://test/videos")],
     )
+
+
+def _keep_failure_text(context: dict) -> None:
+    """Append the failure's exception text to ``$RUNCOMFY_TEST_FAILURES``, as an alerting callback sees it."""
+    path = os.environ.get("RUNCOMFY_TEST_FAILURES")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{type(context.get('exception')).__name__}: {context.get('exception')}\n")
+
+
+# One model task against a hostile API (tests/test_hostile.py), which Airflow may retry twice: a
+# submit wrongly left retryable shows as three POSTs, and whatever text reaches the failure callback
+# (where alerting sends it, unmasked) is kept for the test to read.
+for deferrable in (True, False):
+    with DAG(
+        f"rc_hostile_{'deferrable' if deferrable else 'sync'}",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        default_args={"retries": 2, "retry_delay": 0},
+    ):
+        RunComfyModelOperator(
+            task_id="run",
+            model_id="someone/hostile-model",
+            inputs={"prompt": "a lighthouse"},
+            deferrable=deferrable,
+            poll_interval=0.1,
+            timeout=60,
+            on_failure_callback=_keep_failure_text,
+        )
