@@ -108,11 +108,16 @@ class CostEstimate:
         return f"{amount} ({self.basis})"
 
 
-def _default(schema: Mapping[str, Any] | None, name: str) -> Any:
-    # Any shape may come from a catalog: a schema or ``properties`` that is no object has no default.
+def _property(schema: Mapping[str, Any] | None, name: str) -> Mapping[str, Any] | None:
+    # Any shape may come from a catalog: a schema or ``properties`` that is no object has no field.
     props = schema.get("properties") if isinstance(schema, abc.Mapping) else None
     prop = props.get(name) if isinstance(props, abc.Mapping) else None
-    return prop.get("default") if isinstance(prop, abc.Mapping) else None
+    return prop if isinstance(prop, abc.Mapping) else None
+
+
+def _default(schema: Mapping[str, Any] | None, name: str) -> Any:
+    prop = _property(schema, name)
+    return prop.get("default") if prop is not None else None
 
 
 def _seconds(value: Any) -> Decimal | None:
@@ -212,10 +217,9 @@ def _base_price_reason(
     note = info.pricing_note
     if note and _BASE_PRICE_WORDS.search(note):
         return f"the catalog's price is a base price ({note})"
-    props = (schema or {}).get("properties") or {}
     for name in TIER_FIELDS:
-        prop = props.get(name)
-        if not isinstance(prop, dict):
+        prop = _property(schema, name)
+        if prop is None:
             continue
         choices = prop.get("enum")
         if isinstance(choices, list) and len(choices) > 1:
