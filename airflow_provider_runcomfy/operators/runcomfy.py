@@ -86,6 +86,12 @@ if TYPE_CHECKING:
 #: since the trigger itself ends the wait (and cancels a queued job) at ``timeout``.
 DEFERRAL_GRACE = timedelta(minutes=10)
 
+#: The defaults of the keyword parameters every model operator takes, named once so that the
+#: model-specific operators, which spell these parameters out for IDEs and ``help()``, cannot drift.
+DEFAULT_DEFERRABLE: bool = conf.getboolean("operators", "default_deferrable", fallback=False)
+DEFAULT_POLL_INTERVAL: float = 5
+DEFAULT_TIMEOUT: float = 3600
+
 
 def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: str | None) -> list[str]:
     """
@@ -244,9 +250,9 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         inputs: dict[str, Any] | None = None,
         runcomfy_conn_id: str = "runcomfy_default",
         wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 5,
-        timeout: float = 3600,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
         cancel_on_kill: bool = True,
         validate_images: bool = True,
         strict_schema: bool = False,
@@ -616,9 +622,23 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
         the documented ``width×height`` label. (templated)
     :param scale: 0 to 1, how strongly the prompt weighs against the images. (templated)
     :param force_single: force a single output image. (templated)
+    :param runcomfy_conn_id: the Airflow connection of type ``runcomfy``.
+    :param wait_for_completion: wait for the job and return its outputs; ``False`` returns the
+        ``request_id`` at once.
+    :param deferrable: wait in the triggerer, holding no worker slot (default: ``[operators]
+        default_deferrable``).
+    :param poll_interval: seconds between status polls.
+    :param timeout: the longest wait for the job in seconds, counted from submission; a job still
+        queued then is cancelled.
+    :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
+    :param validate_images: probe the input images with Pillow before paying.
+    :param strict_schema: refuse to submit when no input schema of the model can be found.
+    :param input_schema: the model's input schema (a dict or a JSON file path) instead of the catalog's.
+    :param max_cost_usd: refuse to submit a job whose estimated cost is higher, or cannot be estimated.
 
-    Options left ``None`` are not sent, so RunComfy's defaults apply. Other parameters: see
-    :class:`RunComfyModelOperator`.
+    Options left ``None`` are not sent, so RunComfy's defaults apply. What each step does: see
+    :class:`RunComfyModelOperator`; ``BaseOperator``'s own parameters (``task_id``, ``retries``...)
+    pass through ``**kwargs``.
     """
 
     template_fields: Sequence[str] = ("image_urls", "prompt", "size", "scale", "force_single")
@@ -631,9 +651,32 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
         size: str | None = None,
         scale: float | None = None,
         force_single: bool | None = None,
+        runcomfy_conn_id: str = "runcomfy_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+        cancel_on_kill: bool = True,
+        validate_images: bool = True,
+        strict_schema: bool = False,
+        input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
+        max_cost_usd: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model_id=EDIT_MODEL_ID, **kwargs)
+        super().__init__(
+            model_id=EDIT_MODEL_ID,
+            runcomfy_conn_id=runcomfy_conn_id,
+            wait_for_completion=wait_for_completion,
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            cancel_on_kill=cancel_on_kill,
+            validate_images=validate_images,
+            strict_schema=strict_schema,
+            input_schema=input_schema,
+            max_cost_usd=max_cost_usd,
+            **kwargs,
+        )
         self.image_urls = image_urls
         self.prompt = prompt
         self.size = size
@@ -663,9 +706,23 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
     :param prompt: what should happen, at most 800 characters. (templated)
     :param seed: the random seed (-1 or ``None`` for a random one). (templated)
     :param frames: 121 (about 5 s) or 241 (about 10 s). (templated)
+    :param runcomfy_conn_id: the Airflow connection of type ``runcomfy``.
+    :param wait_for_completion: wait for the job and return its outputs; ``False`` returns the
+        ``request_id`` at once.
+    :param deferrable: wait in the triggerer, holding no worker slot (default: ``[operators]
+        default_deferrable``).
+    :param poll_interval: seconds between status polls.
+    :param timeout: the longest wait for the job in seconds, counted from submission; a job still
+        queued then is cancelled.
+    :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
+    :param validate_images: probe the input images with Pillow before paying.
+    :param strict_schema: refuse to submit when no input schema of the model can be found.
+    :param input_schema: the model's input schema (a dict or a JSON file path) instead of the catalog's.
+    :param max_cost_usd: refuse to submit a job whose estimated cost is higher, or cannot be estimated.
 
     Works with ``.partial(...).expand(image_url=edit.output)`` to animate every image an edit made.
-    Other parameters: see :class:`RunComfyModelOperator`.
+    What each step does: see :class:`RunComfyModelOperator`; ``BaseOperator``'s own parameters
+    (``task_id``, ``retries``...) pass through ``**kwargs``.
     """
 
     template_fields: Sequence[str] = ("image_url", "prompt", "seed", "frames")
@@ -677,9 +734,32 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
         prompt: str,
         seed: int | None = None,
         frames: int | None = None,
+        runcomfy_conn_id: str = "runcomfy_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+        cancel_on_kill: bool = True,
+        validate_images: bool = True,
+        strict_schema: bool = False,
+        input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
+        max_cost_usd: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model_id=VIDEO_MODEL_ID, **kwargs)
+        super().__init__(
+            model_id=VIDEO_MODEL_ID,
+            runcomfy_conn_id=runcomfy_conn_id,
+            wait_for_completion=wait_for_completion,
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            cancel_on_kill=cancel_on_kill,
+            validate_images=validate_images,
+            strict_schema=strict_schema,
+            input_schema=input_schema,
+            max_cost_usd=max_cost_usd,
+            **kwargs,
+        )
         self.image_url = image_url
         self.prompt = prompt
         self.seed = seed
