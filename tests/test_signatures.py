@@ -28,6 +28,7 @@ SHARED: dict[str, Any] = {
     "strict_schema": bool,
     "input_schema": None,  # dict[str, Any] | str | os.PathLike[str] | None: compared as text below
     "max_cost_usd": float | None,
+    "progress_interval": float,
 }
 OPERATORS = [RunComfyModelOperator, RunComfyImageEditOperator, RunComfyImageToVideoOperator]
 
@@ -85,6 +86,7 @@ def test_the_spelled_out_parameters_reach_the_operator(operator: type, own: dict
         "strict_schema": True,
         "input_schema": {"type": "object", "properties": {}},
         "max_cost_usd": 0.25,
+        "progress_interval": 60.0,
     }
     task = operator(task_id="t", retries=3, **own, **chosen)
     assert {name: getattr(task, name) for name in chosen} == chosen
