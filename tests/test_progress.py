@@ -15,7 +15,10 @@ import logging
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
+
+import pytest
 
 from airflow_provider_runcomfy.emulator import Fault
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
@@ -31,12 +34,10 @@ from airflow_provider_runcomfy.operators.runcomfy import (
     wait_in_worker,
 )
 from airflow_provider_runcomfy.sensors.runcomfy import RunComfyRequestSensor
+from airflow_provider_runcomfy.testing.dags import airflow_major
 from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
 from tests.airflow_utils import FakeTI
 from tests.conftest import TEST_TOKEN, conn_json
-
-if TYPE_CHECKING:
-    import pytest
 
 EDIT = "bytedance/dreamina-4-0/edit"
 DURATION = r"(?:\d+h )?\d+m \d\ds"
@@ -218,3 +219,57 @@ def test_the_operators_hand_the_rhythm_to_the_trigger() -> None:
     assert set(kwargs["watch_memory"]["progress"]) == {"started_at", "polls", "failed_polls"}
     default = RunComfyImageEditOperator(task_id="e2", image_urls=["https://example.com/a.png"], prompt="p")
     assert default.progress_interval == 300.0
+
+
+@pytest.mark.skipif(
+    airflow_major() < 3,
+    reason="Airflow 2.11's dag.test() runs the trigger inline but its log records reach no capture "
+    "(not even the change lines); the trigger-level tests above run on 2.11",
+)
+def test_a_deferred_task_in_dag_test_logs_progress_from_its_trigger(
+    emu: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """
+    The same through real Airflow: a deferrable edit task hands ``progress_interval`` and its watch
+    (with the submit time) to the trigger, which logs the progress lines while the job is queued.
+    """
+    from airflow.providers.common.compat.sdk import DAG
+
+    from tests import airflow_utils as au
+
+    caplog.set_level(logging.INFO)
+    emu.hold_until_submits = 2  # the task's job stays queued until the test submits another
+    with DAG("progress_deferred", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        RunComfyImageEditOperator(
+            task_id="edit",
+            image_urls=[emu.sample_url("portrait.png")],
+            prompt="pencil sketch",
+            deferrable=True,
+            poll_interval=0.1,
+            progress_interval=0.05,
+        )
+
+    def release_after_polls() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            posted = [r.request_id for r in emu.requests if r.method == "POST" and r.request_id]
+            if posted and status_polls(emu, posted[0]) >= 8:
+                break
+            time.sleep(0.05)
+        submit(emu)  # releases the held job (or, after the deadline, lets the run end anyway)
+
+    releaser = threading.Thread(target=release_after_polls)
+    releaser.start()
+    try:
+        run = au.run_dag(dag)
+    finally:
+        releaser.join(150)
+    assert run.state == "success", au.task_states(run)
+    (request_id,) = [r.request_id for r in emu.requests if r.method == "POST" and r.request_id][:1]
+    counts = [progress_lines(text, request_id) for text in logged(caplog, capfd)]
+    lines = max(counts, key=len)
+    assert len(lines) >= 2, counts
+    assert all(left.endswith("s") and failed == 0 for _, _, left, _, failed in lines)
+    polls = [p for _, _, _, p, _ in lines]
+    assert polls[0] >= 2, "the task's own look before deferring is counted"
+    assert polls == sorted(polls)
