@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -360,6 +361,96 @@ def make_event(status: EventStatus, request_id: str, **fields: Any) -> dict[str,
 SILENT_RESULT_POLLS = 2
 
 
+#: Seconds between two progress lines of a wait in which nothing changed (each change is logged at once).
+DEFAULT_PROGRESS_INTERVAL = 300.0
+
+
+def describe_duration(seconds: float) -> str:
+    """``3m 05s``, ``1h 02m 03s``: a duration as a person reads it in a log (whole seconds)."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+class WaitProgress:
+    """
+    How long a wait has gone on and how its polls went, for the person watching a long job's log.
+
+    A wait logs each change of the job (a new word, a new queue position) at once, and between
+    changes nothing, which for a job queued half an hour left nobody able to tell whether polling
+    was alive. A progress attached to a :class:`RequestWatch` adds to each change line, and to one
+    line every ``interval`` seconds while nothing changes, the time waited since the submit, the
+    time left before the timeout and the polls made and failed.
+
+    The count and the start travel with the watch's :meth:`RequestWatch.memory` into the trigger, so
+    the triggerer's lines go on from what the task saw before deferring (a triggerer restart goes
+    back to the counts of the deferral: the kwargs are all it has).
+
+    :param started_at: when the wait began (epoch seconds; the submit, or the reconnect of a retry).
+    :param end_time: the wall-clock deadline (epoch seconds), ``None`` for none.
+    :param interval: seconds between two lines while nothing changes.
+    """
+
+    def __init__(
+        self,
+        *,
+        started_at: float,
+        end_time: float | None,
+        interval: float = DEFAULT_PROGRESS_INTERVAL,
+        polls: int = 0,
+        failed_polls: int = 0,
+    ) -> None:
+        self.started_at = started_at
+        self.end_time = end_time
+        self.interval = interval
+        self.polls = polls
+        self.failed_polls = failed_polls
+        self._last_line = time.time()
+
+    @classmethod
+    def resume(
+        cls, memory: Mapping[str, Any] | None, *, end_time: float | None, interval: float
+    ) -> WaitProgress:
+        """The progress a watch's memory carries, else one that starts now (an older version's trigger)."""
+        saved = (memory or {}).get("progress")
+        if isinstance(saved, dict):
+            with contextlib.suppress(TypeError, ValueError, KeyError):  # another version's: start afresh
+                return cls(
+                    started_at=float(saved["started_at"]),
+                    end_time=end_time,
+                    interval=interval,
+                    polls=int(saved.get("polls", 0)),
+                    failed_polls=int(saved.get("failed_polls", 0)),
+                )
+        return cls(started_at=time.time(), end_time=end_time, interval=interval)
+
+    def memory(self) -> dict[str, Any]:
+        """The start and the counts, JSON-able, for the trigger's kwargs."""
+        return {"started_at": self.started_at, "polls": self.polls, "failed_polls": self.failed_polls}
+
+    def summary(self) -> str:
+        """``waited 12m 05s, 47m 55s left before the timeout; 145 polls, 2 failed``."""
+        now = time.time()
+        left = (
+            "no timeout"
+            if self.end_time is None
+            else f"{describe_duration(self.end_time - now)} left before the timeout"
+        )
+        polls = "1 poll" if self.polls == 1 else f"{self.polls} polls"
+        waited = describe_duration(now - self.started_at)
+        return f"waited {waited}, {left}; {polls}, {self.failed_polls} failed"
+
+    @property
+    def is_due(self) -> bool:
+        """A whole interval has passed since the last line."""
+        return time.time() - self._last_line >= self.interval
+
+    def logged(self) -> None:
+        """A line was just logged: the next one is due an interval from now."""
+        self._last_line = time.time()
+
+
 class RequestWatch:
     """
     What one waiter has seen of one request, and what each answer means.
@@ -377,11 +468,19 @@ class RequestWatch:
     :param request_id: the RunComfy request id.
     :param log: the logger of the trigger or the task.
     :param memory: what an earlier watch of the same request saw (:meth:`memory`), to go on from.
+    :param progress: counts polls and adds the time waited and left to the lines (:class:`WaitProgress`).
     """
 
-    def __init__(self, request_id: str, log: Any, memory: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        log: Any,
+        memory: dict[str, Any] | None = None,
+        progress: WaitProgress | None = None,
+    ) -> None:
         self.request_id = request_id
         self.log = log
+        self.progress = progress
         self._last: tuple[Any, Any] | None = None
         self._word: StatusWord | None = None
         self._status_phase = Phase.IN_FLIGHT
@@ -392,13 +491,16 @@ class RequestWatch:
 
     def memory(self) -> dict[str, Any]:
         """What this watch saw, as JSON-able data for :class:`RequestWatch` ``(memory=...)`` (no secret)."""
-        return {
+        memory: dict[str, Any] = {
             "last": None if self._last is None else list(self._last),
             "word": None if self._word is None else self._word.value,
             "status_phase": self._status_phase.value,
             "unknown": sorted([endpoint.value, text] for endpoint, text in self._unknown),
             "silent_results": self._silent_results,
         }
+        if self.progress is not None:
+            memory["progress"] = self.progress.memory()
+        return memory
 
     def _recall(self, memory: dict[str, Any]) -> None:
         """Take over an earlier watch's memory; anything unreadable (another version's) is ignored."""
@@ -420,6 +522,8 @@ class RequestWatch:
 
         A final phase means: ask the result endpoint and hand its answer to :meth:`outcome`.
         """
+        if self.progress is not None:
+            self.progress.polls += 1
         raw = body.get("status")
         word = self._read(raw, Endpoint.STATUS)
         self._word = word
@@ -429,13 +533,43 @@ class RequestWatch:
         seen = (_short(raw), _short(body.get("queue_position")))  # kept in the watch's memory: small
         if seen != self._last:
             self._last = seen
-            if word is not None and word.is_queued:
-                self.log.info("RunComfy request %s is queued at position %s", self.request_id, seen[1])
-            elif word is not None and self._status_phase.is_active:
-                self.log.info("RunComfy request %s is running (%s)", self.request_id, word.value)
-            elif word is not None:
-                self.log.info("RunComfy request %s is %s", self.request_id, word.value)
+            if word is not None:
+                self._log_state("is")
         return self._status_phase
+
+    @property
+    def state(self) -> str:
+        """The job as last seen, in words: ``queued at position 3``, ``running (in_progress)``..."""
+        if self._last is None:
+            return "not seen yet (no status answer so far)"
+        word = self._word
+        if word is None:
+            return f"in a state RunComfy calls {self._last[0]!r} (taken as in flight)"
+        if word.is_queued:
+            return f"queued at position {self._last[1]}"
+        if self._status_phase.is_active:
+            return f"running ({word.value})"
+        return word.value
+
+    def _log_state(self, verb: str) -> None:
+        """One line with the state, and the progress when one is kept (then the next is an interval away)."""
+        if self.progress is None:
+            self.log.info("RunComfy request %s %s %s", self.request_id, verb, self.state)
+            return
+        summary = self.progress.summary()
+        self.log.info("RunComfy request %s %s %s; %s", self.request_id, verb, self.state, summary)
+        self.progress.logged()
+
+    def poll_failed(self) -> None:
+        """A poll failed after the hook's retries: counted in the progress (the waiter logs the error)."""
+        if self.progress is not None:
+            self.progress.polls += 1
+            self.progress.failed_polls += 1
+
+    def report_progress(self) -> None:
+        """Log a progress line when one is due: the job has not changed for a whole interval."""
+        if self.progress is not None and self.progress.is_due:
+            self._log_state("is still")
 
     @property
     def may_be_queued(self) -> bool:

@@ -149,7 +149,9 @@ class ModelLineageMixin:
         from airflow.providers.common.compat.openlineage.facet import InputDataset, OutputDataset
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        result = _result_of(task_instance)
+        # OpenLineage calls this for a failed task too: a task that knows it has no result (it
+        # failed, or only submitted) does not ask XCom, whose miss Airflow logs at error level.
+        result = {} if getattr(self, "awaiting_result", False) else _result_of(task_instance)
         try:
             inputs = media_urls(self.build_inputs())
         except Exception:  # inputs that failed validation: the run failed before any lineage
@@ -160,13 +162,28 @@ class ModelLineageMixin:
             request_id=request_id,
             cost_usd=result.get("cost_usd"),
             # The estimate is its own XCom (pushed before the submit), so a failed job has one too.
-            cost_estimate=result.get("cost_estimate") or _own_xcom(task_instance, COST_ESTIMATE_XCOM_KEY),
+            cost_estimate=result.get("cost_estimate") or self._cost_estimate_of(task_instance),
         )
         return OperatorLineage(
             inputs=_datasets(InputDataset, inputs),
             outputs=_datasets(OutputDataset, result.get("urls") or []),
             run_facets={RUN_FACET_KEY: facet} if request_id else {},
         )
+
+
+    def _cost_estimate_of(self, task_instance: Any) -> Any:
+        """
+        The estimate this object made, else its XCom, unless this object ran and never made one.
+
+        A resumed deferrable task (a fresh object) or one that never ran here asks XCom; a task that
+        failed before its estimate (an input error) knows no estimate XCom exists.
+        """
+        made = getattr(self, "cost_estimate", None)
+        if made is not None:
+            return made
+        if getattr(self, "_ran", False) and self.request_id is None:
+            return None
+        return _own_xcom(task_instance, COST_ESTIMATE_XCOM_KEY)
 
 
 class DownloadLineageMixin:

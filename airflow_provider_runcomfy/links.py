@@ -136,8 +136,9 @@ class RunComfyOutputLink(BaseOperatorLink):
         The first output URL of the task's ``result`` XCom; ``""`` before there is one.
 
         Airflow 3 calls this in the worker with the live task as each try ends, a deferral
-        included. A task still waiting for its job knows it has no result yet: asking XCom then
-        would cost a call and print an error-level "XCom not found" line in every deferred task's log.
+        included. A task still waiting for its job, or one that failed, knows it has no result:
+        asking XCom then would cost a call and print an error-level "XCom not found" line in every
+        deferred task's log, and after a failed task's own exception.
         """
         if getattr(operator, "awaiting_result", False):
             return ""
@@ -157,5 +158,7 @@ class RunComfyStoredOutputLink(BaseOperatorLink):
         connection at hand (to tell AWS S3 from an S3-compatible store); Airflow 2.11's webserver
         draws links from the serialized task, which does not carry ``destination_conn_id``.
         """
+        if getattr(operator, "awaiting_result", False):  # ran here, stored nothing: no XCom to ask for
+            return ""
         url = XCom.get_value(ti_key=ti_key, key=STORED_URL_XCOM_KEY)
         return url if is_web_url(url) else ""

@@ -6,7 +6,9 @@ DAG against it with the emulator's sample images, copies every output into ``./d
 prints what was made. With ``RUNCOMFY_API_TOKEN`` set it runs against the real RunComfy API instead
 (and spends money): give your own public image URLs in ``RUNCOMFY_DEMO_IMAGES`` (space separated).
 
-Airflow's own logs go to ``.demo/airflow.log`` so the table stays readable.
+Airflow's own logs go to ``.demo/airflow.log`` so the table stays readable. ``RUNCOMFY_DEMO_OUTPUT``
+and ``RUNCOMFY_DEMO_WORK`` move the outputs and the work folder elsewhere (the test suite's runs of
+the demo use a temporary folder, never the checkout).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / ".demo"
+WORK = Path(os.environ.get("RUNCOMFY_DEMO_WORK", ROOT / ".demo")).resolve()
 OUTPUT = Path(os.environ.get("RUNCOMFY_DEMO_OUTPUT", ROOT / "demo-output")).resolve()
 DAG_ID = "runcomfy_edit_then_animate"
 
@@ -198,7 +200,7 @@ def render_table(rows: list[tuple[str, str, str]]) -> list[str]:
 
 def main() -> int:
     token = os.environ.get("RUNCOMFY_API_TOKEN")
-    WORK.mkdir(exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
     log_file = WORK / "airflow.log"
     if token:
         images = os.environ.get("RUNCOMFY_DEMO_IMAGES", "").split()

@@ -136,6 +136,9 @@ def run(readme: Path, *, root: Path = ROOT, scratch: Path | None = None, timeout
     blocks = parse(readme.read_text(encoding="utf-8"))
     scratch = scratch or Path(tempfile.mkdtemp(prefix="readme-check-"))
     env = check_env(Path(sys.executable).parent, scratch / "airflow-home")
+    # scripts/demo keeps its outputs and work folder in the scratch directory, not in the checkout
+    env["RUNCOMFY_DEMO_OUTPUT"] = str(scratch / "demo-output")
+    env["RUNCOMFY_DEMO_WORK"] = str(scratch / "demo-work")
     log: list[str] = []
     background: list[subprocess.Popen[str]] = []
     python_blocks: list[tuple[int, str]] = []

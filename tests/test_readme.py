@@ -1,6 +1,9 @@
 """
 The README as a new user meets it: its shell and Python blocks run as written (``readme_check.py``
-holds the convention) and its pytest example passes with the shipped plugin.
+holds the convention) and its pytest example passes with the shipped plugin. The reference pages in
+``docs/`` that the README links to (every page without example-file regions, which
+``tests/test_docs.py`` checks instead) run the same way, so nothing moved out of the README goes
+unchecked.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 README = ROOT / "README.md"
+#: The docs pages whose blocks run as written: every page that shows no region of an example DAG
+#: (those fragments are compared to their files by tests/test_docs.py, and are not whole programs).
+RUN_PAGES = sorted(
+    page for page in (ROOT / "docs").glob("*.md") if "<!-- example:" not in page.read_text(encoding="utf-8")
+)
 
 
 def run_pytest(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,6 +45,24 @@ def test_readme_blocks_run_as_written(tmp_path: Path) -> None:
     assert any(entry.endswith("ran (python)") for entry in log)
     assert any(entry.endswith(" ran") for entry in log)
     assert any("started in the background" in entry for entry in log)
+    # scripts/demo ran, and kept its outputs in the scratch directory, not in the checkout
+    stored = sorted(p.suffix for p in (tmp_path / "demo-output").rglob("*") if p.is_file())
+    assert stored == [".avi", ".avi", ".png", ".png"]
+
+
+@pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: p.name)
+def test_docs_pages_run_as_written(tmp_path: Path, page: Path) -> None:
+    log = run(page, scratch=tmp_path)
+    assert len(log) == sum(1 for b in parse(page.read_text(encoding="utf-8")) if b.kind or b.marker == "file")
+
+
+def test_the_moved_reference_blocks_run() -> None:
+    """The blocks that left the README (the emulator, any model, cost) are among the ones that run."""
+    names = {page.name for page in RUN_PAGES}
+    assert {"emulator.md", "any-model.md", "cost.md", "connection.md"} <= names
+    runnable = [b for page in RUN_PAGES for b in parse(page.read_text(encoding="utf-8")) if b.kind]
+    assert sum(b.kind == "python" and b.marker is None for b in runnable) >= 3
+    assert any(b.marker == "background" for b in runnable)
 
 
 def test_readme_user_test_passes_with_the_plugin(tmp_path: Path) -> None:

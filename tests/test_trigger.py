@@ -47,6 +47,7 @@ def test_serialize_holds_no_secret_and_round_trips() -> None:
         "cancel_on_kill": False,
         "max_failed_polls": 5,
         "watch_memory": None,
+        "progress_interval": 300.0,
     }
     assert RunComfyRequestTrigger(**kwargs).serialize() == (classpath, kwargs)
     assert RunComfyRequestTrigger("only-the-id").serialize()[1]["request_id"] == "only-the-id"

@@ -25,12 +25,25 @@ flag                     what the emulator then says
 ``extra_fields``         ``instance_id`` on status answers once running, ``model_id`` on results
 =======================  ======================================================================
 
-Named presets (:data:`PRESETS`): ``documented`` (the default: the documented contract, nothing
-else), ``live`` (every variant RunComfy's clients show, without the made-up unknown word), and one
-preset per variant (``completed-results``, ``canceled``, ``final-status-words``,
-``in-flight-words``, ``unknown-status``, ``null-error-codes``, ``cancel-requested``,
-``cancel-status-only``, ``extra-fields``). A spec joins names with ``+`` or ``,``
-(``"completed-results+canceled"``) and switches on the flags of each.
+Named presets (:data:`PRESETS`) come in two kinds:
+
+* **What RunComfy's Model API sends** (:data:`MODEL_API_PRESETS`): ``documented`` (the default: the
+  documented contract, nothing else) and ``model-api``: every variant that *both* of RunComfy's
+  clients that read the Model API's words accept, its MCP server (``runcomfy_client.py``: the status
+  endpoint is final only at ``completed``, ``cancelled`` or ``failed``) and its ComfyUI partner nodes
+  (``runcomfy/execution.py``: the result endpoint's ``completed``/``succeeded``, ``failed``,
+  ``cancelled`` and the in-flight words; any other word is an error; a cancel is confirmed by
+  ``status`` or ``outcome`` ``cancelled``). A service speaking ``model-api`` breaks neither client,
+  so it is the closest to the live service their code shows.
+* **Robustness** (:data:`ROBUSTNESS_PRESETS`): ``every-variant`` (alias ``live``, its earlier name:
+  every variant *any* client tolerates at once, without the made-up unknown word; RunComfy's own MCP
+  server and partner nodes each stop working under it), and one preset per variant
+  (``completed-results``, ``canceled``, ``final-status-words``, ``in-flight-words``,
+  ``unknown-status``, ``null-error-codes``, ``cancel-requested``, ``cancel-status-only``,
+  ``extra-fields``), for checking that a client copes with each.
+
+A spec joins names with ``+`` or ``,`` (``"completed-results+canceled"``) and switches on the flags
+of each.
 
 Pure standard library, like the rest of the emulator.
 """
@@ -134,9 +147,21 @@ class Dialect:
 
 DOCUMENTED = Dialect()
 
-#: Every variant seen in RunComfy's clients at once (the invented unknown word stays out).
-LIVE = Dialect(
-    name="live",
+#: What RunComfy's Model API sends, as far as its own clients show: every variant that both its MCP
+#: server and its partner nodes accept (``canceled``, final words on the status endpoint and a bare
+#: ``cancellation_requested`` are left out: each breaks one of them).
+MODEL_API = Dialect(
+    name="model-api",
+    completed_results=True,
+    in_flight_words=True,
+    null_error_codes=True,
+    extra_fields=True,
+)
+
+#: Robustness: every variant seen in any of RunComfy's clients at once (the invented unknown word
+#: stays out). No client of RunComfy's accepts all of it; a robust client should.
+EVERY_VARIANT = Dialect(
+    name="every-variant",
     completed_results=True,
     us_spelling=True,
     final_status_words=True,
@@ -146,9 +171,14 @@ LIVE = Dialect(
     extra_fields=True,
 )
 
+#: The earlier name of :data:`EVERY_VARIANT` (the ``live`` preset), kept for code that imports it.
+LIVE = EVERY_VARIANT
+
 PRESETS: dict[str, Dialect] = {
     "documented": DOCUMENTED,
-    "live": LIVE,
+    "model-api": MODEL_API,
+    "every-variant": EVERY_VARIANT,
+    "live": EVERY_VARIANT,  # alias: the earlier name of every-variant
     "completed-results": Dialect(name="completed-results", completed_results=True),
     "canceled": Dialect(name="canceled", us_spelling=True),
     "final-status-words": Dialect(name="final-status-words", final_status_words=True),
@@ -159,6 +189,11 @@ PRESETS: dict[str, Dialect] = {
     "cancel-status-only": Dialect(name="cancel-status-only", cancel_answer="status"),
     "extra-fields": Dialect(name="extra-fields", extra_fields=True),
 }
+
+#: The presets that word answers as RunComfy's Model API does (its clients accept them all).
+MODEL_API_PRESETS = ("documented", "model-api")
+#: The presets that test a client's robustness: each variant alone, and all of them at once.
+ROBUSTNESS_PRESETS = tuple(name for name in PRESETS if name not in MODEL_API_PRESETS)
 
 _FLAGS = [f.name for f in fields(Dialect) if f.name != "name"]
 

@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from . import media
-from .rules import MODELS
+from .rules import ECHO_MODEL
 from .wire import Response, json_response
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 #: (method, path, auth, what): the emulator's own routes, as documented in ``server.py``.
 ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
     ("POST", "/v1/models/{model_id}", "bearer", "submit a job (RunComfy Model API)"),
+    ("GET", "/v1/models", "bearer", "the model catalog (?search, category, kind, include_schema, limit)"),
+    ("GET", "/v1/models/categories", "bearer", "the catalog's categories"),
+    ("GET", "/v1/models/{model_id}", "bearer", "one catalog entry, with its input schema"),
     ("GET", "/v1/requests/{request_id}/status", "bearer", "job status"),
     ("GET", "/v1/requests/{request_id}/result", "bearer", "job result (?include_cost=true adds the cost)"),
     ("POST", "/v1/requests/{request_id}/cancel", "bearer", "cancel a queued job"),
@@ -44,14 +47,22 @@ ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
 
 
 def index_data(server: EmulatorServer) -> dict[str, Any]:
-    """What ``GET /`` answers as JSON: base URL, models, endpoints, sample URLs, the request log, knobs."""
+    """
+    What ``GET /`` answers as JSON: base URL, models, endpoints, sample URLs, the request log, knobs.
+
+    ``models`` are the ones ``GET /v1/models`` lists (the catalog, with models a test added), so the
+    two never disagree; the echo model, which the emulator takes but RunComfy's catalog would never
+    list, is named apart under ``test_models``.
+    """
     base = server.base_url
+    catalog = server.catalog.page({"limit": "1000"})["models"]
 
     return {
         "service": "RunComfy Model API emulator (airflow-provider-runcomfy)",
         "base_url": base,
         "connection": {"conn_type": "runcomfy", "host": base, "password": "<one of the emulator's tokens>"},
-        "models": sorted(MODELS),
+        "models": [entry["model_id"] for entry in catalog],
+        "test_models": {ECHO_MODEL: "not in the catalog: echoes its inputs into a PNG (soak, chaos tests)"},
         "endpoints": [
             {"method": method, "path": path, "auth": auth, "what": what}
             for method, path, auth, what in ENDPOINTS
@@ -79,6 +90,9 @@ def render_html(data: dict[str, Any]) -> str:
     )
     samples = "".join(f'<li><a href="{e(url)}">{e(url)}</a></li>' for url in data["samples"])
     models = "".join(f"<li><code>{e(m)}</code></li>" for m in data["models"])
+    models += "".join(
+        f"<li><code>{e(m)}</code> (test model: {e(what)})</li>" for m, what in data["test_models"].items()
+    )
     knobs = e(json.dumps(data["knobs"], indent=2))
     conn = e(json.dumps(data["connection"]))
     log = e(data["request_log"])

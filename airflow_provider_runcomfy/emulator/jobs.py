@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import media
-from .rules import ImageRuleError, ModelSpec, edit_output_count
+from .rules import SIZE_FIELD, ImageRuleError, ModelSpec, edit_output_count
 
 if TYPE_CHECKING:
     import asyncio
@@ -164,6 +164,24 @@ def decode_data_uri(url: str, field_name: str) -> bytes:
     return data
 
 
+def edit_output_size(params: dict[str, Any], max_side: int) -> tuple[int, int] | None:
+    """
+    The size of the edit model's outputs: the requested ``width×height`` (``2048x2048(1:1)`` by
+    default, as the model's page says), scaled down to at most ``max_side`` pixels on its longer side
+    with its ratio kept, so the outputs are the shape asked for while the emulator stays fast.
+    """
+    label = params.get(SIZE_FIELD)
+    if not isinstance(label, str):
+        return None
+    width, _, rest = label.partition("x")
+    height = rest.split("(", 1)[0]
+    if not (width.isdigit() and height.isdigit()):
+        return None
+    w, h = int(width), int(height)
+    scale = min(1.0, max_side / max(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
 def run_job(
     spec: ModelSpec, params: dict[str, Any], max_side: int
 ) -> tuple[list[OutputFile], dict[str, Any]]:
@@ -186,11 +204,12 @@ def run_job(
     try:
         if spec.kind == "edit":
             count = edit_output_count(params)
+            size = edit_output_size(params, max_side)
             files = [
                 OutputFile(
                     f"image_{i}.png",
                     "image/png",
-                    media.make_edit_output(images[i], params["prompt"], i, count, max_side),
+                    media.make_edit_output(images[i], params["prompt"], i, count, max_side, size),
                 )
                 for i in range(count)
             ]

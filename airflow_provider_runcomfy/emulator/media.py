@@ -17,7 +17,7 @@ import textwrap
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -290,13 +290,26 @@ def _draw_caption(img: Image.Image, text: str, max_lines: int | None = None) -> 
     return band
 
 
-def make_edit_output(data: bytes, prompt: str, index: int, count: int, max_side: int = 1024) -> bytes:
+def make_edit_output(
+    data: bytes,
+    prompt: str,
+    index: int,
+    count: int,
+    max_side: int = 1024,
+    size: tuple[int, int] | None = None,
+) -> bytes:
     """The edit model's output for one input image: the image (≤ ``max_side``), a frame, the prompt.
 
-    Drawing the prompt lets a human (and a test) see that the right inputs reached the right output.
-    Encoded as PNG with fast compression, since outputs are made for every job.
+    With ``size`` (the requested output size, already scaled down to ``max_side``) the image is cropped
+    to its ratio and resized to it, as the real model returns the size it was asked for; without it
+    the output keeps the input's shape. Drawing the prompt lets a human (and a test) see that the
+    right inputs reached the right output. Encoded as PNG with fast compression, since outputs are
+    made for every job.
     """
-    img = open_image(data, max_side)
+    if size is None:
+        img = open_image(data, max_side)
+    else:
+        img = ImageOps.fit(open_image(data, max(size)), size, Image.Resampling.BILINEAR)
     w, h = img.size
     draw = ImageDraw.Draw(img)
     frame = max(3, min(w, h) // 60)

@@ -46,11 +46,13 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyUnknownModelError,
 )
 from airflow_provider_runcomfy.jobs import (
+    DEFAULT_PROGRESS_INTERVAL,
     CancelOutcome,
     Endpoint,
     EventStatus,
     Phase,
     RequestWatch,
+    WaitProgress,
     parse_phase,
     phase_of,
     settled_phase,
@@ -85,6 +87,12 @@ if TYPE_CHECKING:
 #: How much longer than ``timeout`` Airflow's own deferral timeout is: a backstop for a lost trigger,
 #: since the trigger itself ends the wait (and cancels a queued job) at ``timeout``.
 DEFERRAL_GRACE = timedelta(minutes=10)
+
+#: The defaults of the keyword parameters every model operator takes, named once so that the
+#: model-specific operators, which spell these parameters out for IDEs and ``help()``, cannot drift.
+DEFAULT_DEFERRABLE: bool = conf.getboolean("operators", "default_deferrable", fallback=False)
+DEFAULT_POLL_INTERVAL: float = 5
+DEFAULT_TIMEOUT: float = 3600
 
 
 def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: str | None) -> list[str]:
@@ -165,13 +173,23 @@ def wait_in_worker(
     cancel_on_timeout: bool,
     log: Any,
     max_failed_polls: int = 5,
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+    started_at: float | None = None,
 ) -> dict[str, Any]:
     """
     The in-worker twin of :class:`RunComfyRequestTrigger`: the same wait with the sync hook.
 
-    Returns the same event the trigger would yield, so both paths end in :func:`finish_wait`.
+    Returns the same event the trigger would yield, so both paths end in :func:`finish_wait`. Like
+    the trigger it logs each change, and every ``progress_interval`` seconds without one a progress
+    line (:class:`~airflow_provider_runcomfy.jobs.WaitProgress`), counting from ``started_at`` (the
+    submit; now when not given).
     """
-    watch = RequestWatch(request_id, log)
+    progress = WaitProgress(
+        started_at=time.time() if started_at is None else started_at,
+        end_time=end_time,
+        interval=progress_interval,
+    )
+    watch = RequestWatch(request_id, log, progress=progress)
     failed_polls = 0
     while True:
         now = time.time()
@@ -186,11 +204,13 @@ def wait_in_worker(
             return watch.error(str(err))
         except RunComfyError as err:
             failed_polls += 1
+            watch.poll_failed()
             if deadline_passed or failed_polls >= max_failed_polls:
                 return watch.error(f"{failed_polls} polls in a row failed; the last: {err}")
             log.warning("Poll %d of request %s failed: %s", failed_polls, request_id, err)
         else:
             failed_polls = 0
+        watch.report_progress()
         sleep = poll_interval if end_time is None else max(0.0, min(poll_interval, end_time - time.time()))
         time.sleep(sleep)
 
@@ -234,6 +254,9 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         too); used instead of the catalog's.
     :param max_cost_usd: refuse to submit a job whose estimated cost is higher, or cannot be
         estimated (:class:`~airflow_provider_runcomfy.exceptions.RunComfyBudgetExceededError`).
+    :param progress_interval: while the job does not change, seconds between two progress lines
+        (state, queue position, time waited and left before ``timeout``, polls made and failed), in
+        the triggerer's log or the task's; each change is logged at once. Default 300 (5 minutes).
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs")
@@ -249,15 +272,16 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         inputs: dict[str, Any] | None = None,
         runcomfy_conn_id: str = "runcomfy_default",
         wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 5,
-        timeout: float = 3600,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
         cancel_on_kill: bool = True,
         validate_images: bool = True,
         source_conn_id: str | None = None,
         strict_schema: bool = False,
         input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
         max_cost_usd: float | None = None,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -274,12 +298,14 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         self.strict_schema = strict_schema
         self.input_schema = input_schema
         self.max_cost_usd = max_cost_usd
+        self.progress_interval = progress_interval
         self.request_id: str | None = None
         self._schema: ModelSchema | None = None
         self._estimate: CostEstimate | None = None
         self._urls: list[str] | None = None
         self._payload: dict[str, Any] | None = None
         self._end_time: float | None = None
+        self._ran = False  # execute() or execute_complete() ran on this object (not the UI's copy)
 
     @cached_property
     def hook(self) -> RunComfyHook:
@@ -300,6 +326,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
 
     def execute(self, context: Context) -> Any:
         """Check the inputs against the model's schema, estimate the cost, then submit or reconnect, wait."""
+        self._ran = True
         self._check_settings()
         self._prepare(context)
         if not self.wait_for_completion:
@@ -307,7 +334,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         return self.execute_resumable(context)
 
     def _check_settings(self) -> None:
-        for name in ("poll_interval", "timeout"):
+        for name in ("poll_interval", "timeout", "progress_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise RunComfyInputError(name, f"must be a positive number of seconds, got {value!r}")
@@ -545,7 +572,7 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             self._end_time = time.time() + float(self.timeout)
         if self.deferrable:
             # The job may be done already (a quick model, a reconnect): then no deferral at all.
-            watch = RequestWatch(request_id, self.log)
+            watch = RequestWatch(request_id, self.log, progress=self._progress())
             outcome = self._outcome_if_finished(watch)
             if outcome is not None:
                 return self._finish(context, outcome)
@@ -561,6 +588,8 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             end_time=self._end_time,
             cancel_on_timeout=True,
             log=self.log,
+            progress_interval=float(self.progress_interval),
+            started_at=self._progress().started_at,
         )
         return self._finish(context, outcome)
 
@@ -607,6 +636,9 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger fired: return the URLs on success, raise on anything else."""
+        self._ran = True
+        if isinstance(event, dict) and event.get("request_id"):
+            self.request_id = str(event["request_id"])  # a fresh object: what it resumed for
         return self._finish(context, event)
 
     def _trigger(self, request_id: str, watch: RequestWatch) -> RunComfyRequestTrigger:
@@ -620,7 +652,14 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             cancel_on_timeout=True,
             cancel_on_kill=self.cancel_on_kill,
             watch_memory=watch.memory(),
+            progress_interval=float(self.progress_interval),
         )
+
+    def _progress(self) -> WaitProgress:
+        """The progress of this try's wait: counted from the submit (or reconnect) that set the deadline."""
+        end_time = self._end_time
+        started_at = time.time() if end_time is None else end_time - float(self.timeout)
+        return WaitProgress(started_at=started_at, end_time=end_time, interval=float(self.progress_interval))
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -672,12 +711,19 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
     @property
     def awaiting_result(self) -> bool:
         """
-        This task object submitted (or reconnected to) a job whose outcome it has not seen yet.
+        This task object ran, or submitted (or reconnected to) a job, and holds no result.
 
-        True while it defers or waits, and when it failed before a result; the output link reads it
-        to skip a pointless XCom lookup. A task object that never ran (the UI's) says ``False``.
+        True while it defers or waits, when it failed (before the submit, or with its job), and
+        after ``wait_for_completion=False``: then no ``result`` XCom exists, and the output link and
+        the lineage read this instead of asking XCom, whose miss Airflow logs at error level after
+        the task's own exception. A task object that never ran (the UI's) says ``False``.
         """
-        return self.request_id is not None and self._urls is None
+        return (self._ran or self.request_id is not None) and self._urls is None
+
+    @property
+    def cost_estimate(self) -> dict[str, Any] | None:
+        """The estimate this object made (its ``cost_estimate`` XCom), or ``None`` when it made none."""
+        return None if self._estimate is None else self._estimate.to_xcom()
 
     def on_kill(self) -> None:
         """Cancel the job when the task is killed while it waits in the worker (``cancel_on_kill``)."""
@@ -696,9 +742,24 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
         the documented ``width×height`` label. (templated)
     :param scale: 0 to 1, how strongly the prompt weighs against the images. (templated)
     :param force_single: force a single output image. (templated)
+    :param runcomfy_conn_id: the Airflow connection of type ``runcomfy``.
+    :param wait_for_completion: wait for the job and return its outputs; ``False`` returns the
+        ``request_id`` at once.
+    :param deferrable: wait in the triggerer, holding no worker slot (default: ``[operators]
+        default_deferrable``).
+    :param poll_interval: seconds between status polls.
+    :param timeout: the longest wait for the job in seconds, counted from submission; a job still
+        queued then is cancelled.
+    :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
+    :param validate_images: probe the input images with Pillow before paying.
+    :param strict_schema: refuse to submit when no input schema of the model can be found.
+    :param input_schema: the model's input schema (a dict or a JSON file path) instead of the catalog's.
+    :param max_cost_usd: refuse to submit a job whose estimated cost is higher, or cannot be estimated.
+    :param progress_interval: seconds between two progress lines while the job does not change (300).
 
-    Options left ``None`` are not sent, so RunComfy's defaults apply. Other parameters: see
-    :class:`RunComfyModelOperator`.
+    Options left ``None`` are not sent, so RunComfy's defaults apply. What each step does: see
+    :class:`RunComfyModelOperator`; ``BaseOperator``'s own parameters (``task_id``, ``retries``...)
+    pass through ``**kwargs``.
     """
 
     template_fields: Sequence[str] = ("image_urls", "prompt", "size", "scale", "force_single")
@@ -711,9 +772,34 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
         size: str | None = None,
         scale: float | None = None,
         force_single: bool | None = None,
+        runcomfy_conn_id: str = "runcomfy_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+        cancel_on_kill: bool = True,
+        validate_images: bool = True,
+        strict_schema: bool = False,
+        input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
+        max_cost_usd: float | None = None,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model_id=EDIT_MODEL_ID, **kwargs)
+        super().__init__(
+            model_id=EDIT_MODEL_ID,
+            runcomfy_conn_id=runcomfy_conn_id,
+            wait_for_completion=wait_for_completion,
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            cancel_on_kill=cancel_on_kill,
+            validate_images=validate_images,
+            strict_schema=strict_schema,
+            input_schema=input_schema,
+            max_cost_usd=max_cost_usd,
+            progress_interval=progress_interval,
+            **kwargs,
+        )
         self.image_urls = image_urls
         self.prompt = prompt
         self.size = size
@@ -744,9 +830,24 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
     :param prompt: what should happen, at most 800 characters. (templated)
     :param seed: the random seed (-1 or ``None`` for a random one). (templated)
     :param frames: 121 (about 5 s) or 241 (about 10 s). (templated)
+    :param runcomfy_conn_id: the Airflow connection of type ``runcomfy``.
+    :param wait_for_completion: wait for the job and return its outputs; ``False`` returns the
+        ``request_id`` at once.
+    :param deferrable: wait in the triggerer, holding no worker slot (default: ``[operators]
+        default_deferrable``).
+    :param poll_interval: seconds between status polls.
+    :param timeout: the longest wait for the job in seconds, counted from submission; a job still
+        queued then is cancelled.
+    :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
+    :param validate_images: probe the input images with Pillow before paying.
+    :param strict_schema: refuse to submit when no input schema of the model can be found.
+    :param input_schema: the model's input schema (a dict or a JSON file path) instead of the catalog's.
+    :param max_cost_usd: refuse to submit a job whose estimated cost is higher, or cannot be estimated.
+    :param progress_interval: seconds between two progress lines while the job does not change (300).
 
     Works with ``.partial(...).expand(image_url=edit.output)`` to animate every image an edit made.
-    Other parameters: see :class:`RunComfyModelOperator`.
+    What each step does: see :class:`RunComfyModelOperator`; ``BaseOperator``'s own parameters
+    (``task_id``, ``retries``...) pass through ``**kwargs``.
     """
 
     template_fields: Sequence[str] = ("image_url", "prompt", "seed", "frames")
@@ -758,9 +859,34 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
         prompt: str,
         seed: int | None = None,
         frames: int | None = None,
+        runcomfy_conn_id: str = "runcomfy_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+        cancel_on_kill: bool = True,
+        validate_images: bool = True,
+        strict_schema: bool = False,
+        input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
+        max_cost_usd: float | None = None,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model_id=VIDEO_MODEL_ID, **kwargs)
+        super().__init__(
+            model_id=VIDEO_MODEL_ID,
+            runcomfy_conn_id=runcomfy_conn_id,
+            wait_for_completion=wait_for_completion,
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            cancel_on_kill=cancel_on_kill,
+            validate_images=validate_images,
+            strict_schema=strict_schema,
+            input_schema=input_schema,
+            max_cost_usd=max_cost_usd,
+            progress_interval=progress_interval,
+            **kwargs,
+        )
         self.image_url = image_url
         self.prompt = prompt
         self.seed = seed
@@ -868,9 +994,16 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
         self.runcomfy_conn_id = runcomfy_conn_id
         #: ``(urls, stored locations)`` of the copy this task made, once it has made it.
         self.copied: tuple[list[str], list[str]] | None = None
+        self._ran = False
+
+    @property
+    def awaiting_result(self) -> bool:
+        """This task object ran and stored nothing (yet): no ``stored_url`` XCom to ask for."""
+        return self._ran and self.copied is None
 
     def execute(self, context: Context) -> list[str]:
         """Copy every URL and return where each landed."""
+        self._ran = True
         from airflow_provider_runcomfy.downloads import copy_outputs, flatten_urls
         from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_runcomfy.jobs import RequestWatch
+from airflow_provider_runcomfy.jobs import DEFAULT_PROGRESS_INTERVAL, RequestWatch, WaitProgress
 from airflow_provider_runcomfy.links import RunComfyOutputLink
 from airflow_provider_runcomfy.operators.runcomfy import DEFERRAL_GRACE, finish_wait, look_once
 
@@ -36,6 +36,10 @@ class RunComfyRequestSensor(BaseSensorOperator):
     :param runcomfy_conn_id: the Airflow connection of type ``runcomfy``.
     :param deferrable: wait in the triggerer, holding no worker slot.
     :param cancel_on_kill: cancel a still-queued job when the deferred task is killed (Airflow 3.3+).
+    :param progress_interval: while the job does not change, seconds between two progress lines
+        (state, queue position, time waited and left before ``timeout``, polls made and failed);
+        each change is logged at once. Default 300 (5 minutes). In ``reschedule`` mode each poke is
+        a new start, so only changes are logged.
 
     ``poke_interval``, ``timeout`` and ``mode`` are the usual sensor parameters; in deferrable mode
     ``poke_interval`` is the trigger's poll interval and ``timeout`` its deadline (a job still
@@ -53,6 +57,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
         runcomfy_conn_id: str = "runcomfy_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         cancel_on_kill: bool = True,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -60,7 +65,10 @@ class RunComfyRequestSensor(BaseSensorOperator):
         self.runcomfy_conn_id = runcomfy_conn_id
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self.progress_interval = progress_interval
         self._request_watch: RequestWatch | None = None
+        self._ran = False  # execute() or execute_complete() ran on this object (not the UI's copy)
+        self._urls: list[str] | None = None
 
     @cached_property
     def hook(self) -> RunComfyHook:
@@ -71,6 +79,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke (or defer after one poke that finds the job still going)."""
+        self._ran = True
         if not self.deferrable:
             return super().execute(context)
         result = self.poke(context)
@@ -88,6 +97,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
                 cancel_on_timeout=True,
                 cancel_on_kill=self.cancel_on_kill,
                 watch_memory=self._watch().memory(),
+                progress_interval=float(self.progress_interval),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE,
@@ -96,10 +106,13 @@ class RunComfyRequestSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One look at the request: not done yet, done with URLs, or an error raised at once."""
-        event = look_once(self.hook, self._watch())
+        watch = self._watch()
+        event = look_once(self.hook, watch)
         if event is None:
+            watch.report_progress()
             return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=finish_wait(self, context, event, model_id=None))
+        self._urls = finish_wait(self, context, event, model_id=None)
+        return PokeReturnValue(is_done=True, xcom_value=self._urls)
 
     def _watch(self) -> RequestWatch:
         """
@@ -108,9 +121,25 @@ class RunComfyRequestSensor(BaseSensorOperator):
         """
         request_id = str(self.request_id)
         if self._request_watch is None or self._request_watch.request_id != request_id:
-            self._request_watch = RequestWatch(request_id, self.log)
+            now = time.time()  # a sensor's wait starts at its first poke: the submit was elsewhere
+            progress = WaitProgress(
+                started_at=now, end_time=now + float(self.timeout), interval=float(self.progress_interval)
+            )
+            self._request_watch = RequestWatch(request_id, self.log, progress=progress)
         return self._request_watch
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger fired: return the URLs on success, raise on anything else."""
-        return finish_wait(self, context, event, model_id=None)
+        self._ran = True
+        self._urls = finish_wait(self, context, event, model_id=None)
+        return self._urls
+
+    @property
+    def awaiting_result(self) -> bool:
+        """
+        This sensor ran and holds no result (it waits, or it failed): no ``result`` XCom exists.
+
+        The output link reads it instead of asking XCom, whose miss Airflow logs at error level
+        after the sensor's own exception. A sensor object that never ran (the UI's) says ``False``.
+        """
+        return self._ran and self._urls is None

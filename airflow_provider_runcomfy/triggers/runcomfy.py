@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runcomfy.exceptions import WAIT_FATAL_ERRORS, RunComfyError
-from airflow_provider_runcomfy.jobs import CancelOutcome, RequestWatch
+from airflow_provider_runcomfy.jobs import (
+    DEFAULT_PROGRESS_INTERVAL,
+    CancelOutcome,
+    RequestWatch,
+    WaitProgress,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -56,6 +61,8 @@ class RunComfyRequestTrigger(BaseTrigger):
     :param max_failed_polls: how many polls in a row may fail (after their retries) before giving up.
     :param watch_memory: what the task saw in its check before deferring (``RequestWatch.memory()``),
         so the trigger goes on from there instead of logging it again.
+    :param progress_interval: seconds between two progress lines (state, queue position, time waited
+        and left, polls made and failed) while the job does not change; each change is logged at once.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         max_failed_polls: int = 5,
         watch_memory: dict[str, Any] | None = None,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
     ) -> None:
         super().__init__()
         self.request_id = request_id
@@ -78,6 +86,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.max_failed_polls = max_failed_polls
         self.watch_memory = watch_memory
+        self.progress_interval = float(progress_interval)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the kwargs that rebuild this trigger (no secret among them)."""
@@ -92,6 +101,7 @@ class RunComfyRequestTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "max_failed_polls": self.max_failed_polls,
                 "watch_memory": self.watch_memory,
+                "progress_interval": self.progress_interval,
             },
         )
 
@@ -110,7 +120,10 @@ class RunComfyRequestTrigger(BaseTrigger):
             await hook.aclose()
 
     async def _wait(self, hook: Any) -> dict[str, Any]:
-        watch = RequestWatch(self.request_id, self.log, self.watch_memory)
+        progress = WaitProgress.resume(
+            self.watch_memory, end_time=self.end_time, interval=self.progress_interval
+        )
+        watch = RequestWatch(self.request_id, self.log, self.watch_memory, progress)
         failed_polls = 0
         await asyncio.sleep(self._capped(random.uniform(0, self.poll_interval)))  # spread the first poll
         while True:
@@ -128,6 +141,7 @@ class RunComfyRequestTrigger(BaseTrigger):
                 return watch.error(str(err))
             except RunComfyError as err:
                 failed_polls += 1
+                watch.poll_failed()
                 if failed_polls >= self.max_failed_polls:
                     return watch.error(f"{failed_polls} polls in a row failed; the last: {err}")
                 # The text, not the exception: a log record that a handler keeps (Airflow 2 logs through
@@ -136,6 +150,7 @@ class RunComfyRequestTrigger(BaseTrigger):
                 poll_started = time.monotonic()  # after a failed poll, a whole interval from now
             else:
                 failed_polls = 0
+            watch.report_progress()
             await asyncio.sleep(self._capped(poll_started + self.poll_interval - time.monotonic()))
 
     async def _look(self, hook: Any, watch: RequestWatch) -> dict[str, Any] | None:

@@ -99,8 +99,33 @@ def test_edit_outputs_are_real_pngs_served_without_auth(rc: RunComfyEmulator, cl
         fmt, size = image_size(r.content)
         assert fmt == "PNG"
         sizes.append(size)
-    assert sizes == [(768, 1024), (1024, 576)]  # inputs downscaled to <= 1024 px
+    # No size asked: the model's default 2048x2048(1:1), scaled down to the emulator's 1024 px limit
+    assert sizes == [(1024, 1024), (1024, 1024)]
     assert not any(rec.auth_header_present for rec in rc.requests if rec.path.startswith("/files/"))
+
+
+@pytest.mark.parametrize(
+    ("size", "max_side", "expected"),
+    [
+        ("2048x2048(1:1)", 1024, (1024, 1024)),  # the case: not the portrait input's 768x1024
+        ("2560x1440(16:9)", 1024, (1024, 576)),
+        ("3024x1296(21:9)", 1024, (1024, 439)),
+        ("2304x1728(4:3)", 2048, (2048, 1536)),
+        ("1024x1024(1:1)", 2048, (1024, 1024)),  # never scaled up
+    ],
+)
+def test_edit_outputs_follow_the_requested_size(size: str, max_side: int, expected: tuple[int, int]) -> None:
+    from airflow_provider_runcomfy.emulator import RunComfyEmulator
+
+    with (
+        RunComfyEmulator(token=TOKEN, queue_seconds=0, run_seconds=0.05, max_output_side=max_side) as emu,
+        httpx.Client(base_url=emu.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=20) as c,
+    ):
+        inputs = {"prompt": "x", "image_urls": [emu.sample_url("portrait.png")], "width×height": size}
+        res = wait_result(c, submit(c, EDIT, inputs))
+        assert res["status"] == "succeeded"
+        (url,) = res["output"]["images"]
+        assert image_size(httpx.get(url).content) == ("PNG", expected)
 
 
 @pytest.mark.parametrize(("count", "force_single", "expected"), [(1, False, 1), (5, False, 4), (3, True, 1)])

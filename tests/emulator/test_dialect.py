@@ -9,7 +9,12 @@ import pytest
 
 from airflow_provider_runcomfy.emulator import DIALECTS, Dialect, EmulatorControl, Fault, RunComfyEmulator
 from airflow_provider_runcomfy.emulator.__main__ import build_parser, main
-from airflow_provider_runcomfy.emulator.dialect import UNKNOWN_WORD, dialect_named
+from airflow_provider_runcomfy.emulator.dialect import (
+    MODEL_API_PRESETS,
+    ROBUSTNESS_PRESETS,
+    UNKNOWN_WORD,
+    dialect_named,
+)
 from tests.emulator.helpers import ECHO
 
 if TYPE_CHECKING:
@@ -170,7 +175,8 @@ def test_a_dialect_fault_words_only_the_requests_it_matches(
 
 
 def test_bad_dialects_are_refused_early(rc: RunComfyEmulator) -> None:
-    with pytest.raises(ValueError, match="unknown dialect nope; presets: documented, live"):
+    presets = "documented, model-api, every-variant, live"
+    with pytest.raises(ValueError, match=f"unknown dialect nope; presets: {presets}"):
         rc.dialect = "nope"
     with pytest.raises(ValueError, match="needs a dialect"):
         Fault(path="/status$", kind="dialect")
@@ -198,3 +204,71 @@ def test_control_endpoint_and_cli_flag(rc: RunComfyEmulator) -> None:
     assert build_parser().parse_args(["--dialect", "live"]).dialect == "live"
     assert build_parser().parse_args([]).dialect == "documented"
     assert main(["--dialect", "nope"]) == 2
+
+
+# What RunComfy's two clients that read the Model API's words accept, written from their code
+# (runcomfy-com/runcomfy-mcp runcomfy_client.py; comfyui-runcomfy-partner-nodes runcomfy/execution.py):
+#: The MCP server polls the status endpoint until one of these; any other word means "poll on".
+MCP_FINAL_STATUS = {"completed", "cancelled", "failed"}
+#: The partner nodes read only the result endpoint; a word outside this set fails the node.
+NODES_RESULT_WORDS = {
+    *("completed", "succeeded", "failed", "cancelled"),
+    *("in_queue", "in_progress", "pending", "waiting", "starting", "processing"),
+}
+
+
+def what_the_clients_refuse(rc: RunComfyEmulator, client: httpx.Client) -> list[str]:
+    """Run a success, a failure and a cancelled queued job; say what would break either client."""
+    problems: list[str] = []
+    rc.queue_seconds, rc.run_seconds = 0.2, 0.3
+    for failure in (None, "boom"):
+        rc.failure_message = failure
+        statuses, results, last = life(client, echo(client))
+        if statuses[-1] not in MCP_FINAL_STATUS:
+            problems.append(f"MCP: the status endpoint ends at {statuses[-1]!r}, never final for it")
+        problems += [f"nodes: result word {w!r}" for w in sorted(set(results) - NODES_RESULT_WORDS)]
+        if last.get("error_code") is not None:
+            problems.append("MCP: a result carries a non-null error_code")
+    rc.failure_message = None
+    rc.queue_seconds = 30
+    queued = echo(client)
+    answer = client.post(f"/v1/requests/{queued}/cancel").json()
+    if "cancelled" not in (answer.get("status"), answer.get("outcome")):
+        problems.append(f"nodes: a cancelled queued job reads as 'may be charged' ({answer})")
+    statuses, results, _ = life(client, queued)
+    if statuses[-1] not in MCP_FINAL_STATUS:
+        problems.append(f"MCP: a cancelled job's status ends at {statuses[-1]!r}")
+    problems += [f"nodes: result word {w!r}" for w in sorted(set(results) - NODES_RESULT_WORDS)]
+    return problems
+
+
+@pytest.mark.parametrize("preset", MODEL_API_PRESETS)
+def test_the_model_api_presets_break_neither_of_runcomfys_clients(
+    rc: RunComfyEmulator, client: httpx.Client, preset: str
+) -> None:
+    rc.dialect = preset
+    assert what_the_clients_refuse(rc, client) == []
+
+
+def test_model_api_sends_every_variant_both_clients_accept(
+    rc: RunComfyEmulator, client: httpx.Client
+) -> None:
+    rc.dialect = "model-api"
+    rc.queue_seconds, rc.run_seconds = 0.4, 0.4
+    statuses, results, last = life(client, echo(client))
+    assert statuses[-1] == "completed"
+    assert results[-1] == "completed"
+    assert {"pending", "starting"} & set(results)
+    assert last["error_code"] is None
+    assert last["model_id"] == ECHO
+
+
+def test_every_variant_is_robustness_only(rc: RunComfyEmulator, client: httpx.Client) -> None:
+    """The union of every client's tolerance breaks both of RunComfy's own clients: a robustness test."""
+    assert DIALECTS["live"] is DIALECTS["every-variant"], "the earlier name still works"
+    assert set(MODEL_API_PRESETS) | set(ROBUSTNESS_PRESETS) == set(DIALECTS)
+    assert not set(MODEL_API_PRESETS) & set(ROBUSTNESS_PRESETS)
+    rc.dialect = "every-variant"
+    problems = what_the_clients_refuse(rc, client)
+    assert any(p.startswith("MCP:") for p in problems), problems
+    assert any(p.startswith("nodes:") for p in problems), problems

@@ -65,6 +65,14 @@ def test_index_lists_endpoints_samples_and_knobs(rc: RunComfyEmulator) -> None:
     assert f'<a href="{rc.sample_url("portrait.png")}">' in page.text
     assert httpx.post(f"{rc.base_url}/").status_code == 405
     assert rc.requests == []  # the index is for people: not in the request log
+    # GET / and the catalog agree: the same models, the catalog's endpoints listed
+    catalog = httpx.get(
+        f"{rc.base_url}/v1/models", params={"limit": 1000}, headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
+    assert index["models"] == [m["model_id"] for m in catalog["models"]]
+    assert {"/v1/models", "/v1/models/categories", "/v1/models/{model_id}"} <= paths
+    assert "runcomfy/emulator/echo" not in index["models"], "the echo test model is no catalog model"
+    assert "runcomfy/emulator/echo" in index["test_models"]
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])
