@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_runcomfy.contract import EDIT_MODEL_ID, VIDEO_MODEL_ID
+from airflow_provider_runcomfy.documented import EDIT_MODEL_ID, VIDEO_MODEL_ID
 from airflow_provider_runcomfy.exceptions import RunComfyBudgetExceededError
 
 if TYPE_CHECKING:

@@ -51,7 +51,7 @@ from airflow_provider_runcomfy.transport import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_runcomfy.validation import ImageRules
+    from airflow_provider_runcomfy.limits import ImageRules
 
 log = logging.getLogger(__name__)
 

@@ -30,26 +30,39 @@ object-storage file is read.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import os
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from airflow_provider_runcomfy.exceptions import RunComfyInputError, describe_data_uri
+from airflow_provider_runcomfy.data_uris import InlineFile, parse_data_uri
+from airflow_provider_runcomfy.exceptions import RunComfyInputError
+
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "STORAGE_SCHEMES",
+    "InlineFile",
+    "SourceKind",
+    "check_inline_media",
+    "check_request_size",
+    "files_among",
+    "inline_private_files",
+    "parse_data_uri",
+    "probe_file_sizes",
+    "read_private_file",
+    "source_kind",
+]
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from airflow_provider_runcomfy.limits import ImageRules
     from airflow_provider_runcomfy.schema import MediaField, ModelSchema
     from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts
-    from airflow_provider_runcomfy.validation import ImageRules
 
 #: The largest request body RunComfy's own client sends (``MAX_REQUEST_BYTES`` of the partner nodes).
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -57,8 +70,6 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024
 #: URL schemes read through Airflow's ``ObjectStoragePath`` (object stores only: an ``ftp://`` URL
 #: stays a refused input, as RunComfy cannot fetch it and nobody meant it as a private bucket).
 STORAGE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "wasb", "wasbs"})
-
-_MIME = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
 
 
 class SourceKind(StrEnum):
@@ -90,64 +101,6 @@ def source_kind(value: str) -> SourceKind:
     if scheme in STORAGE_SCHEMES:
         return SourceKind.STORAGE
     return SourceKind.OTHER
-
-
-@dataclass(frozen=True)
-class InlineFile:
-    """
-    A file sent inside the request, as a ``data:`` URI.
-
-    :param mime: its media type, e.g. ``image/png``.
-    :param data: its bytes.
-    """
-
-    mime: str
-    data: bytes
-
-    @property
-    def uri(self) -> str:
-        """The ``data:<mime>;base64,...`` URI RunComfy's clients send."""
-        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
-
-    def describe(self) -> str:
-        """How it is shown in messages: ``data:image/png (812,344 bytes, sha256 3fa1c2d4…)``."""
-        return describe_data_uri(self.mime, self.data)
-
-
-def parse_data_uri(field: str, value: str, kind: str | None = None) -> InlineFile:
-    """
-    Decode a ``data:`` URI of a media field.
-
-    :param field: the input's name with its index, for messages.
-    :param value: the URI.
-    :param kind: ``image``, ``video`` or ``audio``: the media type must be of that family.
-    :raises RunComfyInputError: for a URI without a media type, not base64, of the wrong family, with
-        a broken payload, or empty.
-    """
-    header, comma, payload = value.partition(",")
-    if not comma:
-        raise RunComfyInputError(field, "is a data: URI without the ',' before its payload")
-    params = [part.strip().lower() for part in header[5:].split(";")]
-    mime = params[0]
-    if not _MIME.fullmatch(mime):
-        raise RunComfyInputError(
-            field, f"is a data: URI without a media type; write data:{kind or 'image'}/...;base64,..."
-        )
-    if "base64" not in params[1:]:
-        raise RunComfyInputError(field, f"is a data: URI of {mime} that is not base64-encoded (;base64,)")
-    if kind is not None and not mime.startswith(f"{kind}/"):
-        raise RunComfyInputError(
-            field, f"is a data: URI of type {mime}; this field takes {kind} files ({kind}/...)"
-        )
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise RunComfyInputError(
-            field, f"is a data: URI of {mime} whose base64 payload is broken ({len(payload):,} characters)"
-        ) from None
-    if not data:
-        raise RunComfyInputError(field, f"is a data: URI of {mime} with no bytes")
-    return InlineFile(mime, data)
 
 
 # -- what the bytes are --------------------------------------------------------------------------------

@@ -55,18 +55,9 @@ from functools import cache, cached_property, lru_cache
 from typing import Any
 
 from airflow_provider_runcomfy.catalog import bundled_model
+from airflow_provider_runcomfy.documented import DOCUMENTED_EXTRAS, DocumentedExtras
 from airflow_provider_runcomfy.exceptions import RunComfyInputError, RunComfySchemaError
-from airflow_provider_runcomfy.validation import (
-    DOCUMENTED_EXTRAS,
-    MB,
-    Bound,
-    DocumentedExtras,
-    ImageRules,
-    Limits,
-    _shorten,
-    _type_name,
-    check_url,
-)
+from airflow_provider_runcomfy.limits import MB, Bound, ImageRules, Limits, check_url, shorten, type_name
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +314,7 @@ class ModelSchema:
         if not isinstance(schema, Mapping) or not isinstance(schema.get("properties", {}), Mapping):
             raise RunComfySchemaError(
                 f"The input schema of {name} must be a JSON object with a 'properties' object, "
-                f"got {_shorten(schema)}"
+                f"got {shorten(schema)}"
             )
         refuse_unsafe_schema(schema, name)
         properties = {k: v for k, v in (schema.get("properties") or {}).items() if isinstance(v, Mapping)}
@@ -506,14 +497,14 @@ class ModelSchema:
             if media is not None and media.many and "array" in expected:
                 words = f"a list of {media.noun(2)}"
             return self._problem(
-                field, "type", f"must be {words}, got {_shorten(value)} ({_type_name(value)})"
+                field, "type", f"must be {words}, got {shorten(value)} ({type_name(value)})"
             )
         if kw == "enum":
             shown = err.validator_value[:MAX_ENUM_SHOWN]
             choices = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in shown)
             if len(err.validator_value) > MAX_ENUM_SHOWN:
                 choices += f" (and {len(err.validator_value) - MAX_ENUM_SHOWN:,} more)"
-            return self._problem(field, kw, f"must be one of {choices}; got {_shorten(value)}")
+            return self._problem(field, kw, f"must be one of {choices}; got {shorten(value)}")
         if kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
             return self._problem(field, kw, f"must be {_range_words(prop)}, got {value!r}")
         if kw == "maxLength":
@@ -583,7 +574,7 @@ class ModelSchema:
                     if isinstance(item, str) and item[:5].lower() == "data:":
                         # An inline file (RunComfy's own clients send them): decoded here, its
                         # content checked against the field's rules by media_sources.
-                        from airflow_provider_runcomfy.media_sources import parse_data_uri
+                        from airflow_provider_runcomfy.data_uris import parse_data_uri
 
                         parse_data_uri(field, item, media.kind.value)
                     else:
@@ -646,7 +637,7 @@ def refuse_unsafe_schema(schema: Mapping[str, Any], name: str) -> None:
             if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
                 raise RunComfySchemaError(
                     f"The input schema of {name} cannot be used: {where or 'its top'} refers to "
-                    f"{_shorten(ref)} outside the schema; only references inside it ('#/...') are "
+                    f"{shorten(ref)} outside the schema; only references inside it ('#/...') are "
                     "followed, nothing is fetched"
                 )
             patterns = [node["pattern"]] if "pattern" in node else []
@@ -656,7 +647,7 @@ def refuse_unsafe_schema(schema: Mapping[str, Any], name: str) -> None:
                 problem = _pattern_problem(pattern)
                 if problem:
                     raise RunComfySchemaError(
-                        f"The input schema of {name} cannot be used: the pattern {_shorten(pattern)} "
+                        f"The input schema of {name} cannot be used: the pattern {shorten(pattern)} "
                         f"at {where or 'the top'} {problem}"
                     )
             for key, value in node.items():

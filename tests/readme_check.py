@@ -15,6 +15,9 @@ THE CONVENTION (for everyone who adds a README section):
     shell block, e.g. ``scripts/demo`` but not ``scripts/test`` (this suite) from the same block.
   - ``<!-- readme-check: file PATH -->``: not run; written to ``PATH`` in a scratch directory (a DAG
     file, a test file) for a test that uses it (``tests/test_readme.py`` runs the pytest example).
+  - ``<!-- example: example_dags/FILE.py#REGION -->`` (``tests/test_docs.py``'s marker): not run
+    here. The block is a region of an example DAG, kept identical to it by ``tests/test_docs.py``;
+    the suite runs that DAG whole, where the region's names are defined.
 
 * Blocks without a language, or with another one (output samples, diagrams, tables), never run.
 * Shell blocks run one by one with ``bash -e`` (as typed: no pipefail) in the repository root
@@ -45,6 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUN_LANGUAGES = {"bash": "shell", "sh": "shell", "shell": "shell", "python": "python"}
 _MARKER = re.compile(r"^<!--\s*readme-check:\s*(?P<kind>\w+)\s*(?P<arg>.*?)\s*-->$")
+_EXAMPLE = re.compile(r"^<!--\s*example:\s*(?P<path>\S+)\s*-->$")
 _FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
 
 
@@ -102,6 +106,8 @@ def parse(text: str) -> list[Block]:
                 raise ReadmeCheckError(f"README line {start}: '{marker}' needs a reason in parentheses")
             if marker == "file" and not arg:
                 raise ReadmeCheckError(f"README line {start}: 'file' needs a path")
+        elif start > 0 and (m := _EXAMPLE.match(lines[start - 1].strip())):
+            marker, arg = "skip", f"(a region of {m['path']}: the suite runs that DAG whole)"
         blocks.append(Block(start + 1, fence["lang"], "\n".join(body) + "\n", marker, arg or ""))
     return blocks
 

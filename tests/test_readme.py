@@ -96,3 +96,11 @@ def test_the_check_fails_on_a_broken_block_or_marker(tmp_path: Path, block: str,
     readme.write_text(f"# x\n\n```\nan output sample is never run\n```\n\n{block}", encoding="utf-8")
     with pytest.raises(ReadmeCheckError, match=message):
         run(readme, root=tmp_path, scratch=tmp_path)
+
+
+def test_an_example_dag_region_is_not_run_on_its_own() -> None:
+    """A region of an example DAG needs the DAG's other names: the suite runs the DAG whole instead."""
+    text = "<!-- example: example_dags/x.py#region -->\n```python\nundefined_name()\n```\n"
+    (block,) = parse(text)
+    assert block.marker == "skip"
+    assert "example_dags/x.py#region" in block.arg

@@ -42,7 +42,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from airflow_provider_runcomfy.catalog import bundled_model
-from airflow_provider_runcomfy.contract import EDIT_MODEL_ID, VIDEO_MODEL_ID
+from airflow_provider_runcomfy.documented import EDIT_MODEL_ID, VIDEO_MODEL_ID
 
 from .rules import ImageRuleError, InputError, ModelSpec, check_media_value
 

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from airflow_provider_runcomfy.contract import (
+from airflow_provider_runcomfy.documented import (
     EDIT_MODEL_ID,
     EDIT_SIZES,
     MAX_PROMPT_CHARS,

@@ -1,0 +1,118 @@
+"""
+What is specific to the two documented models, in one place: their ids, the edit model's sizes, the
+longest prompt, and the rules of their pages that RunComfy's schema form has no words for.
+
+Everything else about them is data: their input schemas ship verbatim from RunComfy's model pages
+(``schemas/*.json``) and are read by the same interpreter as any model's.
+
+Importable without Airflow (the emulator reads the same values: standard library and Pillow only,
+any Airflow version), so the provider's exceptions are imported where they are raised.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+EDIT_MODEL_ID = "bytedance/dreamina-4-0/edit"
+VIDEO_MODEL_ID = "bytedance/dreamina-3-0/pro/image-to-video"
+
+#: The edit model's output size field: its key holds the multiplication sign (U+00D7), not an ``x``.
+SIZE_FIELD = "width\u00d7height"
+
+#: The output sizes Dreamina 4.0 edit documents, spelled exactly as the API expects them.
+EDIT_SIZES: tuple[str, ...] = (
+    "1024x1024(1:1)",
+    "2048x2048(1:1)",
+    "2304x1728(4:3)",
+    "2496x1664(3:2)",
+    "2560x1440(16:9)",
+    "3024x1296(21:9)",
+    "4096x4096(1:1)",
+    "4694x3520(4:3)",
+    "4992x3328(3:2)",
+    "5404x3040(16:9)",
+    "6198x2656(21:9)",
+)
+
+#: The longest prompt either model accepts, in characters.
+MAX_PROMPT_CHARS = 800
+
+
+# -- the edit model's output size --------------------------------------------------------------------
+
+
+def normalize_size(size: str) -> str:
+    """
+    Turn a size into the label the edit model documents: ``"2048x2048"`` -> ``"2048x2048(1:1)"``.
+
+    Accepts the label itself, the bare ``WIDTHxHEIGHT``, an ``×`` instead of ``x``, any case and
+    spaces, because the labels are awkward to type and a near miss would otherwise be sent as is.
+
+    :raises RunComfyInputError: naming ``size`` and listing the documented sizes.
+    """
+    from airflow_provider_runcomfy.exceptions import RunComfyInputError
+    from airflow_provider_runcomfy.limits import shorten, type_name
+
+    if not isinstance(size, str):
+        raise RunComfyInputError("size", f"must be a string, got {shorten(size)} ({type_name(size)})")
+    return _normalize_size("size", size)
+
+
+def _size_key(text: str) -> str:
+    return re.sub(r"\s+", "", text).lower().replace("\u00d7", "x")
+
+
+_SIZES_BY_KEY: dict[str, str] = {
+    **{_size_key(label.split("(")[0]): label for label in EDIT_SIZES},
+    **{_size_key(label): label for label in EDIT_SIZES},
+}
+
+
+def _normalize_size(field: str, value: Any) -> Any:
+    from airflow_provider_runcomfy.exceptions import RunComfyInputError
+
+    if not isinstance(value, str):
+        return value  # the schema's type check names the field
+    label = _SIZES_BY_KEY.get(_size_key(value))
+    if label is None:
+        raise RunComfyInputError(
+            field, f"{value!r} is not a documented size; use one of: {', '.join(EDIT_SIZES)}"
+        )
+    return label
+
+
+# -- the rules of the pages that the schema form cannot state ------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentedExtras:
+    """
+    The few rules of a documented model's page that RunComfy's schema form has no words for.
+
+    They are applied by the same interpreter as the schema (:mod:`airflow_provider_runcomfy.schema`),
+    as small explicit additions rather than a second validator:
+
+    :param label: the model's name in messages.
+    :param image_formats: "JPEG or PNG only": the schema form has no rule for formats.
+    :param non_blank: required text fields that must hold more than spaces (a blank prompt would run
+        a paid job on nothing).
+    :param normalizers: ``(field, function)``: fix what the user clearly meant before checking, e.g. a
+        bare ``2048x2048`` becomes the documented label ``2048x2048(1:1)``.
+    """
+
+    label: str
+    image_formats: frozenset[str] = frozenset({"JPEG", "PNG"})
+    non_blank: tuple[str, ...] = ("prompt",)
+    normalizers: tuple[tuple[str, Callable[[str, Any], Any]], ...] = field(default=())
+
+
+#: The extras of the two documented models, by model id; their schemas ship as package data.
+DOCUMENTED_EXTRAS: dict[str, DocumentedExtras] = {
+    EDIT_MODEL_ID: DocumentedExtras(label="Dreamina 4.0 edit", normalizers=((SIZE_FIELD, _normalize_size),)),
+    VIDEO_MODEL_ID: DocumentedExtras(label="Dreamina 3.0 Pro image to video"),
+}
