@@ -25,6 +25,7 @@ SHARED: dict[str, Any] = {
     "timeout": float,
     "cancel_on_kill": bool,
     "validate_images": bool,
+    "source_conn_id": str | None,
     "strict_schema": bool,
     "input_schema": None,  # dict[str, Any] | str | os.PathLike[str] | None: compared as text below
     "max_cost_usd": float | None,
@@ -83,6 +84,7 @@ def test_the_spelled_out_parameters_reach_the_operator(operator: type, own: dict
         "timeout": 90.0,
         "cancel_on_kill": False,
         "validate_images": False,
+        "source_conn_id": "aws_default",
         "strict_schema": True,
         "input_schema": {"type": "object", "properties": {}},
         "max_cost_usd": 0.25,

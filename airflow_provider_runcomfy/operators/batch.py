@@ -32,7 +32,7 @@ import math
 import time
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
@@ -58,9 +58,9 @@ from airflow_provider_runcomfy.exceptions import (
 from airflow_provider_runcomfy.jobs import RequestWatch
 from airflow_provider_runcomfy.operators.runcomfy import (
     DEFERRAL_GRACE,
-    RunComfyModelOperator,
     cancel_if_queued,
 )
+from airflow_provider_runcomfy.operators.schema_lookup import SchemaLookupMixin
 from airflow_provider_runcomfy.validation import check_model_id, validate_inputs
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ _T = TypeVar("_T")
 REFILL_SHARE = 0.25
 
 
-class RunComfyBatchOperator(BaseOperator):
+class RunComfyBatchOperator(SchemaLookupMixin, BaseOperator):
     """
     Run one RunComfy model over a list of inputs from one task, keeping ``max_in_flight`` jobs in flight.
 
@@ -244,7 +244,7 @@ class RunComfyBatchOperator(BaseOperator):
         info, why = self._catalog_entry()
         self._find_schema(info, why)
         # strict_schema=True refuses a schema rule the provider cannot apply, as for a single job.
-        RunComfyModelOperator._refuse_unapplied_rules(self._as_model_operator)
+        self._refuse_unapplied_rules()
         payloads: dict[int, dict[str, Any]] = {}
         problems: list[ItemProblem] = []
         for index, inputs in enumerate(items):
@@ -278,21 +278,12 @@ class RunComfyBatchOperator(BaseOperator):
         self._check_budget(estimate, len(payloads))
         return payloads
 
-    def _catalog_entry(self) -> tuple[ModelInfo | None, str | None]:
-        # The single operator's lookup and schema choice, so a batch checks an item exactly as a
-        # single job is checked (same catalog read, same fallbacks, same strict_schema rule).
-        return RunComfyModelOperator._catalog_entry(self._as_model_operator)
-
     def _find_schema(self, info: ModelInfo | None, why: str | None) -> ModelSchema | None:
+        """The single operators' lookup (:class:`SchemaLookupMixin`), done once for every item."""
         if not self._schema_found:
-            self._schema = RunComfyModelOperator._find_schema(self._as_model_operator, info, why)
+            self._schema = super()._find_schema(info, why)
             self._schema_found = True
         return self._schema
-
-    @property
-    def _as_model_operator(self) -> RunComfyModelOperator:
-        """This operator where the single operator's lookup expects its own: it reads the same fields."""
-        return cast("RunComfyModelOperator", self)
 
     def _payload(
         self, index: int, inputs: Any, info: ModelInfo | None = None, why: str | None = None

@@ -22,8 +22,7 @@ interpreter and the hook are imported only when a task runs.
 
 from __future__ import annotations
 
-import json
-import os
+import os  # noqa: TC003 - the signatures are evaluated at run time (inspect.signature, IDEs)
 import time
 from datetime import timedelta
 from functools import cached_property
@@ -33,7 +32,6 @@ from airflow.providers.common.compat.sdk import BaseHook, BaseOperator, Resumabl
 
 from airflow_provider_runcomfy.exceptions import (
     WAIT_FATAL_ERRORS,
-    RunComfyAuthError,
     RunComfyError,
     RunComfyInputError,
     RunComfyJobCancelledError,
@@ -41,9 +39,6 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyJobFailedError,
     RunComfyJobTimeoutError,
     RunComfyNotFoundError,
-    RunComfySchemaError,
-    RunComfySchemaUnavailableError,
-    RunComfyUnknownModelError,
 )
 from airflow_provider_runcomfy.jobs import (
     DEFAULT_PROGRESS_INTERVAL,
@@ -64,6 +59,10 @@ from airflow_provider_runcomfy.links import (
     RunComfyStoredOutputLink,
     stored_link,
 )
+from airflow_provider_runcomfy.operators.schema_lookup import SchemaLookupMixin
+from airflow_provider_runcomfy.operators.schema_lookup import (  # kept importable from here
+    load_input_schema as load_input_schema,
+)
 from airflow_provider_runcomfy.validation import (
     EDIT_MODEL_ID,
     SIZE_FIELD,
@@ -78,7 +77,6 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_runcomfy.catalog import ModelInfo
     from airflow_provider_runcomfy.cost import CostEstimate
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
     from airflow_provider_runcomfy.schema import ModelSchema
@@ -215,7 +213,7 @@ def wait_in_worker(
         time.sleep(sleep)
 
 
-class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
+class RunComfyModelOperator(SchemaLookupMixin, ModelLineageMixin, ResumableJobMixin, BaseOperator):
     """
     Run any RunComfy model: submit, wait (in the triggerer or the worker), return the output URLs.
 
@@ -372,17 +370,6 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
         self.log.info("Estimated cost of this %s job: %s", self.model_id, self._estimate.describe())
         context["ti"].xcom_push(key=COST_ESTIMATE_XCOM_KEY, value=self._estimate.to_xcom())
 
-    def _refuse_unapplied_rules(self) -> None:
-        """With ``strict_schema=True``, a schema rule the provider cannot apply refuses the job."""
-        schema = self._schema
-        if schema is None or not schema.unapplied or not self.strict_schema:
-            return
-        raise RunComfySchemaError(
-            f"Not submitted: strict_schema=True and the input schema of {schema.label} states rules the "
-            f"provider cannot check: {'; '.join(schema.unapplied)}. Set strict_schema=False to submit "
-            "with those rules unchecked (each is logged as a warning)."
-        )
-
     def _inline_private_files(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Local and object-storage files of media fields, read and turned into ``data:`` URIs (a copy)."""
         if self._schema is None:
@@ -411,62 +398,6 @@ class RunComfyModelOperator(ModelLineageMixin, ResumableJobMixin, BaseOperator):
             self.log.info("%s: sending %s inline", field, inline.describe())
         if found:
             self.log.info("The request body is %s bytes", f"{size:,}")
-
-    def _catalog_entry(self) -> tuple[ModelInfo | None, str | None]:
-        """The model's catalog entry, or ``None`` and why (a failure here never fails the task)."""
-        try:
-            return self.hook.get_model(self.model_id), None
-        except RunComfyAuthError:
-            raise  # the submit would be refused too: say so now
-        except (RunComfyUnknownModelError, RunComfyNotFoundError):
-            return None, "RunComfy's catalog does not list this model"
-        except RunComfyError as err:
-            self.log.warning("RunComfy's model catalog could not be read: %s", err)
-            return None, f"RunComfy's catalog could not be read ({type(err).__name__})"
-
-    def _find_schema(self, info: ModelInfo | None, why: str | None) -> ModelSchema | None:
-        """The schema to check the inputs against: the user's, the catalog's, or the shipped one."""
-        from airflow_provider_runcomfy.schema import bundled_spec, compile_schema
-
-        label = info.display_name if info is not None else None
-        if self.input_schema is not None:
-            return compile_schema(
-                self.model_id, load_input_schema(self.input_schema), label=label, source="input_schema"
-            )
-        if info is not None and info.input_schema is not None:
-            try:
-                schema = compile_schema(self.model_id, info.input_schema, label=label, source="catalog")
-            except RunComfySchemaError as err:
-                if bundled_spec(self.model_id.strip("/")) is None:
-                    raise  # never "sent unchecked" because the catalog served a broken schema
-                self.log.warning("The catalog's input schema of %s cannot be used: %s", self.model_id, err)
-                why = "its catalog schema cannot be used"
-            else:
-                self.log.info("Checking the inputs against the catalog's schema of %s", schema.label)
-                return schema
-        elif info is not None:
-            why = "the catalog gives no input schema for it"
-        bundled = bundled_spec(self.model_id.strip("/"))
-        if bundled is not None:
-            self.log.info(
-                "Checking the inputs against the schema shipped with the provider for %s (%s)",
-                bundled.label,
-                why,
-            )
-            return bundled
-        if self.strict_schema:
-            raise RunComfySchemaUnavailableError(
-                f"Not submitted: strict_schema=True and no input schema of model {self.model_id!r} "
-                f"could be found ({why}). Pass input_schema=... (e.g. copied from the model's page), "
-                "or set strict_schema=False to send the inputs unchecked."
-            )
-        self.log.warning(
-            "No input schema of model %s could be found (%s): its inputs are sent unchecked. Set "
-            "strict_schema=True to refuse instead, or pass input_schema=...",
-            self.model_id,
-            why,
-        )
-        return None
 
     # -- ResumableJobMixin -------------------------------------------------------------------------
 
@@ -752,7 +683,10 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
         queued then is cancelled.
     :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
     :param validate_images: probe the input images with Pillow before paying.
-    :param strict_schema: refuse to submit when no input schema of the model can be found.
+    :param source_conn_id: the Airflow connection of the object store that ``s3://``, ``gs://``...
+        inputs are read from (local paths and ``file://`` need none).
+    :param strict_schema: refuse to submit when no input schema of the model can be found, or when
+        it states a rule the provider cannot apply.
     :param input_schema: the model's input schema (a dict or a JSON file path) instead of the catalog's.
     :param max_cost_usd: refuse to submit a job whose estimated cost is higher, or cannot be estimated.
     :param progress_interval: seconds between two progress lines while the job does not change (300).
@@ -779,6 +713,7 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
         timeout: float = DEFAULT_TIMEOUT,
         cancel_on_kill: bool = True,
         validate_images: bool = True,
+        source_conn_id: str | None = None,
         strict_schema: bool = False,
         input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
         max_cost_usd: float | None = None,
@@ -794,6 +729,7 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
             timeout=timeout,
             cancel_on_kill=cancel_on_kill,
             validate_images=validate_images,
+            source_conn_id=source_conn_id,
             strict_schema=strict_schema,
             input_schema=input_schema,
             max_cost_usd=max_cost_usd,
@@ -840,7 +776,10 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
         queued then is cancelled.
     :param cancel_on_kill: cancel the job when the task is killed (a running job cannot be cancelled).
     :param validate_images: probe the input images with Pillow before paying.
-    :param strict_schema: refuse to submit when no input schema of the model can be found.
+    :param source_conn_id: the Airflow connection of the object store that ``s3://``, ``gs://``...
+        inputs are read from (local paths and ``file://`` need none).
+    :param strict_schema: refuse to submit when no input schema of the model can be found, or when
+        it states a rule the provider cannot apply.
     :param input_schema: the model's input schema (a dict or a JSON file path) instead of the catalog's.
     :param max_cost_usd: refuse to submit a job whose estimated cost is higher, or cannot be estimated.
     :param progress_interval: seconds between two progress lines while the job does not change (300).
@@ -866,6 +805,7 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
         timeout: float = DEFAULT_TIMEOUT,
         cancel_on_kill: bool = True,
         validate_images: bool = True,
+        source_conn_id: str | None = None,
         strict_schema: bool = False,
         input_schema: dict[str, Any] | str | os.PathLike[str] | None = None,
         max_cost_usd: float | None = None,
@@ -881,6 +821,7 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
             timeout=timeout,
             cancel_on_kill=cancel_on_kill,
             validate_images=validate_images,
+            source_conn_id=source_conn_id,
             strict_schema=strict_schema,
             input_schema=input_schema,
             max_cost_usd=max_cost_usd,
@@ -904,30 +845,6 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
         if self.frames is not None:
             inputs["frames"] = self.frames
         return inputs
-
-
-def load_input_schema(value: Any) -> dict[str, Any]:
-    """
-    Read ``input_schema``: a dict, or the path of a JSON file holding the schema.
-
-    A file may hold a whole catalog answer (or a schema file shipped with the provider): its
-    ``input_schema`` is used then, so a saved ``GET /v1/models/{model_id}`` works as it is.
-
-    :raises RunComfySchemaError: when the file cannot be read or is not a JSON object.
-    """
-    if isinstance(value, str | os.PathLike):
-        try:
-            with open(value, encoding="utf-8") as handle:
-                value = json.load(handle)
-        except (OSError, ValueError) as err:
-            raise RunComfySchemaError(f"input_schema: cannot read {os.fspath(value)!r}: {err}") from None
-    if isinstance(value, dict) and "properties" not in value and isinstance(value.get("input_schema"), dict):
-        value = value["input_schema"]
-    if not isinstance(value, dict):
-        raise RunComfySchemaError(
-            f"input_schema must be a dict or a JSON file path, got {type(value).__name__}"
-        )
-    return value
 
 
 def _url_list(value: Any, field: str) -> list[Any]:
