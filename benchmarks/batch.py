@@ -123,7 +123,7 @@ def run_benchmark(
                 meter = CpuMeter({key: stack.pid(key) for key in stack.procs})
                 started = time.time()
                 run_id = stack.trigger(dag_id)
-                info = stack.wait_run(dag_id, run_id, triggered_at=started, timeout=3600)
+                info = stack.wait_run(dag_id, run_id, triggered_at=started, timeout=max(3600, jobs * 4))
                 cpu = meter.seconds()
                 paid = [
                     r
