@@ -60,7 +60,7 @@ def normalize_size(size: str) -> str:
 
     if not isinstance(size, str):
         raise RunComfyInputError("size", f"must be a string, got {shorten(size)} ({type_name(size)})")
-    return _normalize_size("size", size)
+    return _size_label("size", size)
 
 
 def _size_key(text: str) -> str:
@@ -74,10 +74,15 @@ _SIZES_BY_KEY: dict[str, str] = {
 
 
 def _normalize_size(field: str, value: Any) -> Any:
-    from airflow_provider_runcomfy.exceptions import RunComfyInputError
-
     if not isinstance(value, str):
         return value  # the schema's type check names the field
+    return _size_label(field, value)
+
+
+def _size_label(field: str, value: str) -> str:
+    """The documented label of a size written in any spacing, case or multiplication sign."""
+    from airflow_provider_runcomfy.exceptions import RunComfyInputError
+
     label = _SIZES_BY_KEY.get(_size_key(value))
     if label is None:
         raise RunComfyInputError(

@@ -104,7 +104,7 @@ def run_facet_class() -> type:
     from airflow.providers.common.compat.openlineage.facet import RunFacet
 
     @attrs.define
-    class RunComfyRunFacet(RunFacet):  # type: ignore[misc, valid-type]
+    class RunComfyRunFacet(RunFacet):  # type: ignore[misc, valid-type, unused-ignore]
         """The RunComfy job behind an Airflow task run: model, request and (when known) cost."""
 
         model_id: str | None
@@ -138,7 +138,7 @@ class ModelLineageMixin:
 
         def build_inputs(self) -> dict[str, Any]: ...  # the operator's own
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
         """
         Inputs: the input media URLs. Outputs: the output URLs. Run facet: model, request, cost.
 
@@ -191,7 +191,7 @@ class DownloadLineageMixin:
 
     copied: tuple[list[str], list[str]] | None
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
         """Inputs: the output URLs copied. Outputs: the stored files, as datasets of their storage."""
         from airflow.providers.common.compat.openlineage.facet import InputDataset, OutputDataset
         from airflow.providers.openlineage.extractors import OperatorLineage

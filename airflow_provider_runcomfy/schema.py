@@ -47,7 +47,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
@@ -732,7 +732,7 @@ def _matches_none(op: Any, arg: Any, ch: str) -> bool:
     if op is not sre.IN:
         return False  # ANY, groups, anything else: assume it may match
     negated = bool(arg) and arg[0][0] is sre.NEGATE
-    categories = {
+    categories: dict[Any, Callable[[str], bool]] = {
         sre.CATEGORY_DIGIT: str.isdigit,
         sre.CATEGORY_NOT_DIGIT: lambda c: not c.isdigit(),
         sre.CATEGORY_SPACE: str.isspace,

@@ -174,7 +174,8 @@ class FaultBook:
             return None
         with self._lock:
             for entry in self._entries:
-                fault, regex, remaining = entry
+                fault: Fault = entry[0]
+                regex, remaining = entry[1], entry[2]
                 if fault.method is not None and fault.method != method:
                     continue
                 if not regex.search(path):

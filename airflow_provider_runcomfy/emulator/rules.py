@@ -40,9 +40,9 @@ from airflow_provider_runcomfy.documented import (
     EDIT_MODEL_ID,
     EDIT_SIZES,
     MAX_PROMPT_CHARS,
-    SIZE_FIELD,
     VIDEO_MODEL_ID,
 )
+from airflow_provider_runcomfy.documented import SIZE_FIELD as SIZE_FIELD  # the emulator's name for it too
 
 if TYPE_CHECKING:
     from collections.abc import Callable
