@@ -26,7 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, airflow_env, machine, median
+from benchmarks.common import ROOT, machine, median_run, run_part
 from benchmarks.report import render_markdown, render_table, rows
 
 PACKAGES = [
@@ -68,28 +68,6 @@ def _commit() -> str:
     return f"{head}{' + uncommitted changes' if dirty else ''}"
 
 
-def _part(module: str, *args: str, log: Path) -> Any:
-    """Run ``python -m benchmarks.<module> args`` in its own process and return its JSON."""
-    out = Path(tempfile.mkstemp(prefix=f"{module}-", suffix=".json", dir=os.environ["RUNCOMFY_BENCH_TMP"])[1])
-    started = time.monotonic()
-    print(f"  {module} {' '.join(args)} ...", end="", flush=True)
-    with log.open("a") as fh:
-        fh.write(f"\n===== {module} {' '.join(args)} =====\n")
-        fh.flush()
-        subprocess.run(
-            [sys.executable, "-m", f"benchmarks.{module}", *args, "--json-out", str(out)],
-            cwd=ROOT,
-            env=airflow_env(),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            check=True,
-        )
-    print(f" {time.monotonic() - started:.0f} s", flush=True)
-    data = json.loads(out.read_text())
-    out.unlink()
-    return data
-
-
 def _load() -> float:
     return os.getloadavg()[0]
 
@@ -102,10 +80,10 @@ def run(quick: bool, real: bool, log: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"load_before": _load()}
     started = time.monotonic()
 
-    results["parse"] = _part("parse_cost", "--repeats", "3" if quick else "9", log=log)
-    results["preflight"] = _part("preflight", log=log)
-    results["downloads"] = _part("downloads", "--repeats", "1" if quick else "5", log=log)
-    slot = _part("worker_slot", "--part", "pre", "--samples", "2" if quick else "5", log=log)
+    results["parse"] = run_part("parse_cost", "--repeats", "3" if quick else "9", log=log)
+    results["preflight"] = run_part("preflight", log=log)
+    results["downloads"] = run_part("downloads", "--repeats", "1" if quick else "5", log=log)
+    slot = run_part("worker_slot", "--part", "pre", "--samples", "2" if quick else "5", log=log)
     results["pre_deferral"] = slot["pre_deferral"]
 
     # Triggerer load: the stress case several times, ours and the peer alternating.
@@ -113,28 +91,18 @@ def run(quick: bool, real: bool, log: Path) -> dict[str, Any]:
     for _ in range(rounds):
         for impl in ("runcomfy", "http"):
             args = ["--impl", impl, "--n", str(n), "--interval", "1", "--job-seconds", job_seconds]
-            scenarios.setdefault(f"{impl}-stress", []).append(_part("triggerer", *args, log=log))
+            scenarios.setdefault(f"{impl}-stress", []).append(run_part("triggerer", *args, log=log))
     for impl in ("runcomfy", "http"):
         args = ["--impl", impl, "--n", str(n), "--job-seconds", job_seconds]
-        scenarios.setdefault(f"{impl}-default", []).append(_part("triggerer", *args, log=log))
-    results["triggerer"] = {key: _median_run(runs) for key, runs in scenarios.items()}
+        scenarios.setdefault(f"{impl}-default", []).append(run_part("triggerer", *args, log=log))
+    results["triggerer"] = {key: median_run(runs) for key, runs in scenarios.items()}
     results["triggerer_runs"] = scenarios
 
     if real:  # last: a whole Airflow deployment
-        results["real_processes"] = _part("worker_slot", "--part", "real", log=log)["real_processes"]
+        results["real_processes"] = run_part("worker_slot", "--part", "real", log=log)["real_processes"]
     results["load_after"] = _load()
     results["seconds"] = time.monotonic() - started
     return results
-
-
-def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median of every numeric figure over the runs of one scenario (the rest from the first run)."""
-    merged = dict(runs[0])
-    for key, value in runs[0].items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            merged[key] = median([run[key] for run in runs])
-    merged["runs"] = len(runs)
-    return merged
 
 
 def main(argv: list[str] | None = None) -> None:

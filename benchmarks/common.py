@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -245,3 +246,35 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
+
+
+def run_part(module: str, *args: str, log: Path) -> Any:
+    """Run ``python -m benchmarks.<module> args`` in its own process and return its JSON."""
+    out = Path(tempfile.mkstemp(prefix=f"{module}-", suffix=".json", dir=os.environ["RUNCOMFY_BENCH_TMP"])[1])
+    started = time.monotonic()
+    print(f"  {module} {' '.join(args)} ...", end="", flush=True)
+    with log.open("a") as fh:
+        fh.write(f"\n===== {module} {' '.join(args)} =====\n")
+        fh.flush()
+        subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{module}", *args, "--json-out", str(out)],
+            cwd=ROOT,
+            env=airflow_env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+    print(f" {time.monotonic() - started:.0f} s", flush=True)
+    data = json.loads(out.read_text())
+    out.unlink()
+    return data
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every numeric figure over the runs of one scenario (the rest from the first run)."""
+    merged = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            merged[key] = median([run[key] for run in runs])
+    merged["runs"] = len(runs)
+    return merged

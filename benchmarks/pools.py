@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import httpx
 
+from benchmarks.common import median_run, run_part
+
 POOLS = ("shared", "httpx", "aiohttp")
 
 
@@ -118,14 +120,12 @@ _ROWS: list[tuple[str, str, int]] = [
 
 def compare(n: int, rounds: int, job_seconds: float, log: Any) -> dict[str, dict[str, Any]]:
     """Run the stress case (poll every 1 s) for each pool, alternating, ``rounds`` times; medians."""
-    from benchmarks.__main__ import _median_run, _part
-
     runs: dict[str, list[dict[str, Any]]] = {pool: [] for pool in POOLS}
     for _ in range(rounds):
         for pool in POOLS:
             args = ["--impl", "runcomfy", "--pool", pool, "--n", str(n), "--interval", "1"]
-            runs[pool].append(_part("triggerer", *args, "--job-seconds", str(job_seconds), log=log))
-    return {pool: _median_run(found) for pool, found in runs.items()}
+            runs[pool].append(run_part("triggerer", *args, "--job-seconds", str(job_seconds), log=log))
+    return {pool: median_run(found) for pool, found in runs.items()}
 
 
 def render(figures: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:

@@ -19,14 +19,28 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _absolute(name: str, path: Path, module: str | None, level: int) -> str:
+    """The absolute module of ``from <level dots><module> import ...`` written in module ``name``."""
+    if level == 0:
+        return module or ""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    base = package[: len(package) - (level - 1)]
+    return ".".join([*base, module] if module else base)
+
+
 def _imports() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             found: list[str] = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            if isinstance(node, ast.ImportFrom):
+                base = _absolute(name, path, node.module, node.level)
+                # ``from package import module`` imports that module; ``from module import name`` the module
+                submodules = [
+                    f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules
+                ]
+                found = submodules or [base]
             elif isinstance(node, ast.Import):
                 found = [alias.name for alias in node.names]
             graph[name].update(t for t in found if t in modules and t != name)
@@ -88,3 +102,10 @@ def test_no_import_cycle_in_the_package() -> None:
     graph = _imports()
     assert len(graph) > 30, "the package's modules were not found"
     assert _cycles(graph) == []
+
+
+def test_relative_imports_count_too() -> None:
+    graph = _imports()
+    # ``from .rules import ...`` in emulator/jobs.py, ``from . import media`` in emulator/index.py
+    assert "airflow_provider_runcomfy.emulator.rules" in graph["airflow_provider_runcomfy.emulator.jobs"]
+    assert "airflow_provider_runcomfy.emulator.media" in graph["airflow_provider_runcomfy.emulator.index"]

@@ -13,15 +13,32 @@ from __future__ import annotations
 
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import media
 from .rules import ECHO_MODEL
 from .wire import Response, json_response
 
 if TYPE_CHECKING:
-    from .server import EmulatorServer
+    from .catalog import Catalog
     from .wire import Request
+
+
+class _Knobs(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class IndexedServer(Protocol):
+    """What the index reads of the server (``EmulatorServer``): named here so the index needs no server."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    @property
+    def config(self) -> _Knobs: ...
 
 #: (method, path, auth, what): the emulator's own routes, as documented in ``server.py``.
 ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
@@ -46,7 +63,7 @@ ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def index_data(server: EmulatorServer) -> dict[str, Any]:
+def index_data(server: IndexedServer) -> dict[str, Any]:
     """
     What ``GET /`` answers as JSON: base URL, models, endpoints, sample URLs, the request log, knobs.
 
@@ -109,7 +126,7 @@ def render_html(data: dict[str, Any]) -> str:
     )
 
 
-def index_response(server: EmulatorServer, request: Request) -> Response:
+def index_response(server: IndexedServer, request: Request) -> Response:
     """``GET /`` (HTML for browsers, JSON otherwise); any other method gets 405."""
     if request.method not in ("GET", "HEAD"):
         return json_response(405, {"error_message": "method not allowed; use GET"}, [("Allow", "GET, HEAD")])
