@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_runcomfy.documented import EDIT_MODEL_ID, VIDEO_MODEL_ID
+from airflow_provider_runcomfy.documented import DOCUMENTED_EXTRAS
 from airflow_provider_runcomfy.exceptions import RunComfyBudgetExceededError
 
 if TYPE_CHECKING:
@@ -55,10 +55,18 @@ COUNT_FIELDS = ("num_images", "num_outputs", "number_of_images", "num_videos", "
 #: Input fields that give the length of the output in seconds.
 DURATION_FIELDS = ("duration", "duration_seconds", "seconds")
 #: Models whose length is given in frames, with the seconds their pages document for each value.
-FRAME_SECONDS: dict[str, tuple[str, dict[int, int]]] = {VIDEO_MODEL_ID: ("frames", {121: 5, 241: 10})}
+FRAME_SECONDS: dict[str, tuple[str, Mapping[int, int]]] = {
+    model_id: extras.frame_seconds
+    for model_id, extras in DOCUMENTED_EXTRAS.items()
+    if extras.frame_seconds is not None
+}
 #: Models that may return several outputs unless an input says otherwise: ``(field, value)`` that
 #: makes it exactly one.
-SINGLE_OUTPUT_SWITCH: dict[str, tuple[str, Any]] = {EDIT_MODEL_ID: ("force_single", True)}
+SINGLE_OUTPUT_SWITCH: dict[str, tuple[str, Any]] = {
+    model_id: extras.single_output
+    for model_id, extras in DOCUMENTED_EXTRAS.items()
+    if extras.single_output is not None
+}
 
 #: Input fields whose values are price tiers (a base price covers the cheapest one only).
 TIER_FIELDS = ("resolution", "output_resolution", "image_resolution", "quality", "tier")

@@ -1,6 +1,8 @@
 """
 What is specific to the two documented models, in one place: their ids, the edit model's sizes, the
-longest prompt, and the rules of their pages that RunComfy's schema form has no words for.
+longest prompt, and the facts of their pages that RunComfy's schema form has no words for (extra
+input rules, the video's length in frames and the edit model's set of outputs, which the cost estimate
+reads).
 
 Everything else about them is data: their input schemas ship verbatim from RunComfy's model pages
 (``schemas/*.json``) and are read by the same interpreter as any model's.
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 EDIT_MODEL_ID = "bytedance/dreamina-4-0/edit"
 VIDEO_MODEL_ID = "bytedance/dreamina-3-0/pro/image-to-video"
@@ -108,16 +111,29 @@ class DocumentedExtras:
         a paid job on nothing).
     :param normalizers: ``(field, function)``: fix what the user clearly meant before checking, e.g. a
         bare ``2048x2048`` becomes the documented label ``2048x2048(1:1)``.
+    :param frame_seconds: ``(field, {frames: seconds})`` when the page gives the output's length in
+        frames, with the seconds it documents for each value (the cost estimate prices seconds).
+    :param single_output: ``(field, value)`` that makes a model which may return a set return exactly
+        one output (the cost estimate says "at least" without it).
     """
 
     label: str
     image_formats: frozenset[str] = frozenset({"JPEG", "PNG"})
     non_blank: tuple[str, ...] = ("prompt",)
     normalizers: tuple[tuple[str, Callable[[str, Any], Any]], ...] = field(default=())
+    frame_seconds: tuple[str, Mapping[int, int]] | None = None
+    single_output: tuple[str, Any] | None = None
 
 
 #: The extras of the two documented models, by model id; their schemas ship as package data.
 DOCUMENTED_EXTRAS: dict[str, DocumentedExtras] = {
-    EDIT_MODEL_ID: DocumentedExtras(label="Dreamina 4.0 edit", normalizers=((SIZE_FIELD, _normalize_size),)),
-    VIDEO_MODEL_ID: DocumentedExtras(label="Dreamina 3.0 Pro image to video"),
+    EDIT_MODEL_ID: DocumentedExtras(
+        label="Dreamina 4.0 edit",
+        normalizers=((SIZE_FIELD, _normalize_size),),
+        single_output=("force_single", True),
+    ),
+    VIDEO_MODEL_ID: DocumentedExtras(
+        label="Dreamina 3.0 Pro image to video",
+        frame_seconds=("frames", MappingProxyType({121: 5, 241: 10})),
+    ),
 }
