@@ -50,7 +50,6 @@ from airflow_provider_runcomfy.batch import (
 )
 from airflow_provider_runcomfy.exceptions import (
     RunComfyBadRequestError,
-    RunComfyBudgetExceededError,
     RunComfyError,
     RunComfyInputError,
     RunComfySubmitUncertainError,
@@ -383,17 +382,9 @@ class RunComfyBatchOperator(SchemaLookupMixin, BaseOperator):
         return CostEstimate(total, unit, basis)
 
     def _check_budget(self, estimate: CostEstimate, jobs: int) -> None:
-        limit = self.max_cost_usd
-        if limit is None:
-            return
-        if estimate.usd is None or estimate.usd > float(limit):
-            why = "cannot be estimated" if estimate.usd is None else "is over it"
-            raise RunComfyBudgetExceededError(
-                f"Not submitted: max_cost_usd is ${float(limit):g} for the whole batch and the estimated "
-                f"cost of its {jobs} {self.model_id} job(s), {estimate.describe()}, {why}. Nothing was paid.",
-                limit_usd=float(limit),
-                estimate_usd=estimate.usd,
-            )
+        from airflow_provider_runcomfy.cost import check_budget
+
+        check_budget(estimate, self.max_cost_usd, model=self.model_id, jobs=jobs)
 
     # -- retries -----------------------------------------------------------------------------------
 
