@@ -1,28 +1,21 @@
 """
 Thousands of RunComfy jobs from one task instance: a sliding window of paid jobs, waited for in rounds.
 
-A mapped ``RunComfyModelOperator`` costs Airflow one task instance per image (scheduled, started,
-deferred and resumed one by one), and Airflow maps at most ``[core] max_map_length`` items. The
-:class:`RunComfyBatchOperator` runs a whole list in one task:
+A mapped ``RunComfyModelOperator`` costs Airflow one task instance per image, and Airflow maps at most
+``[core] max_map_length`` items. :class:`RunComfyBatchOperator` runs a whole list in one task:
 
-1. **pre-flight, every item, before any POST**: one catalog read (schema and price), the schema check
-   of every item, the header probes of every input image (many at once, bounded), and the batch's
-   cost estimate (the sum, with its basis) against ``max_cost_usd``. Bad items raise one
-   :class:`~airflow_provider_runcomfy.batch.RunComfyBatchInputError` that lists them all (index,
-   field, rule), or are skipped with ``skip_invalid=True``;
-2. **a window**: up to ``max_in_flight`` jobs are submitted (each paid POST once, its id saved in
-   ``task_state_store`` at once on Airflow 3.3+), then the task waits for them in one round: deferred
-   to one :class:`~airflow_provider_runcomfy.triggers.batch.RunComfyBatchTrigger` (no worker slot
-   held), or in the worker with the very same round. The round ends when enough jobs ended to refill
-   the window; the task records their outcomes, submits the next items and waits again;
-3. **per-item results, in input order**: ``return_value`` is a list with each item's output URLs (or
-   ``None``), ``results`` the record of each item, ``batch`` the counts, the costs and the wall time.
-   More failed items than ``allow_failures`` fail the task once every job ended, naming them.
+1. **pre-flight** (:mod:`~airflow_provider_runcomfy.operators.batch_preflight`): every item is checked,
+   its images probed and the batch's cost guarded before any POST;
+2. **a window**: up to ``max_in_flight`` jobs are submitted (each paid once, its id saved in
+   ``task_state_store`` at once on Airflow 3.3+), then waited for in one round: deferred to one
+   :class:`~airflow_provider_runcomfy.triggers.batch.RunComfyBatchTrigger`, or in the worker with the
+   very same round. When enough jobs ended, the task records them, submits the next items, waits again;
+3. **per-item results** (:mod:`~airflow_provider_runcomfy.operators.batch_records`), in input order;
+   more failed items than ``allow_failures`` fail the task once every job ended, naming them.
 
-Between rounds a deferred task's process ends; the ledger lives in the ``results`` and ``batch``
-XComs (pushed at each round, so they also show the progress in the UI) and is read back when the task
-resumes. A retry (a new try: XComs cleared) reconnects to every job an earlier try paid for through
-``task_state_store`` and submits only the items that have none, so no item is paid twice.
+Between rounds the ledger lives in the ``results`` and ``batch`` XComs. A retry (XComs cleared)
+reconnects to every job an earlier try paid for through ``task_state_store`` and submits only the
+items that have none, so no item is paid twice.
 """
 
 from __future__ import annotations
@@ -37,15 +30,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_runcomfy.batch import (
-    BATCH_XCOM_KEY,
-    RESULTS_XCOM_KEY,
     BatchItem,
     ItemStatus,
     Ledger,
     RetryBook,
     RunComfyBatchError,
     RunComfyBatchInputError,
-    describe_failures,
 )
 from airflow_provider_runcomfy.exceptions import (
     RunComfyBadRequestError,
@@ -54,7 +44,8 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfySubmitUncertainError,
 )
 from airflow_provider_runcomfy.jobs import RequestWatch
-from airflow_provider_runcomfy.operators.batch_preflight import BatchPreflight
+from airflow_provider_runcomfy.operators.batch_preflight import BatchPreflight, check_settings
+from airflow_provider_runcomfy.operators.batch_records import finish_batch, load_ledger, push_ledger
 from airflow_provider_runcomfy.operators.runcomfy import (
     DEFERRAL_GRACE,
     cancel_if_queued,
@@ -208,19 +199,7 @@ class RunComfyBatchOperator(BaseOperator):
         return self._run(context, ledger, watching, self._retry_book(context), None)
 
     def _check_settings(self) -> None:
-        for name in ("poll_interval", "timeout", "progress_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise RunComfyInputError(name, f"must be a positive number of seconds, got {value!r}")
-        for name, least in (("max_in_flight", 1), ("allow_failures", 0), ("probe_concurrency", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise RunComfyInputError(name, f"must be a whole number >= {least}, got {value!r}")
-        limit = self.max_cost_usd
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0
-        ):
-            raise RunComfyInputError("max_cost_usd", f"must be a number of US dollars >= 0, got {limit!r}")
+        check_settings(self)
 
     def _read_inputs(self) -> list[Any]:
         return self._checks.read_inputs(self.inputs)
@@ -440,56 +419,20 @@ class RunComfyBatchOperator(BaseOperator):
             ledger.halted = f"the batch's timeout ({self.timeout:g} s) passed"
         return list(event.get("watching") or [])
 
-    # -- XCom and the end --------------------------------------------------------------------------
+    # -- XCom and the end (batch_records.py) -----------------------------------------------------
 
     def _push(self, context: Context, ledger: Ledger, *, finished: bool = False) -> None:
-        ti = context["ti"]
-        ti.xcom_push(key=RESULTS_XCOM_KEY, value=ledger.results())
-        ti.xcom_push(key=BATCH_XCOM_KEY, value=ledger.summary(finished=finished))
+        push_ledger(context, ledger, finished=finished)
 
     def _load_ledger(self, context: Context) -> Ledger:
-        ti = context["ti"]
-        results = ti.xcom_pull(task_ids=self.task_id, key=RESULTS_XCOM_KEY, map_indexes=ti.map_index)
-        batch = ti.xcom_pull(task_ids=self.task_id, key=BATCH_XCOM_KEY, map_indexes=ti.map_index)
-        if not isinstance(results, list) or not isinstance(batch, dict):
-            raise RunComfyError("The batch resumed but its ledger (XCom results and batch) is gone")
-        return Ledger.from_xcom(results, batch)
+        return load_ledger(context, self.task_id)
 
     def _finish(self, context: Context, ledger: Ledger) -> list[list[str] | None]:
         """Push the final records; fail when submitting stopped or too many items failed."""
         self._in_flight = {}
-        not_submitted = ledger.pending
-        for item in not_submitted:
-            item.status = ItemStatus.ERROR
-            item.error = f"not submitted: {ledger.halted or 'the batch ended first'}"
-        self._push(context, ledger, finished=True)
-        counts = ledger.counts()
-        self.log.info(
-            "Batch of %d item(s) done: %d succeeded, %d failed, %d cancelled, %d skipped; $%s reported "
-            "by RunComfy (estimated $%s)",
-            counts["total"],
-            counts["succeeded"],
-            counts["failed"],
-            counts["cancelled"],
-            counts["skipped"],
-            f"{ledger.reported_cost_usd:g}",
-            "?" if ledger.estimated_cost_usd is None else f"{ledger.estimated_cost_usd:g}",
+        return finish_batch(
+            context, ledger, model_id=self.model_id, allow_failures=self.allow_failures, log=self.log
         )
-        failures = ledger.failures
-        if not_submitted:
-            raise RunComfyBatchError(
-                f"The batch of model {self.model_id} did not run every item: {ledger.halted}. "
-                f"{len(failures)} item(s) without outputs: {describe_failures(failures)}",
-                failures,
-            )
-        if len(failures) > self.allow_failures:
-            raise RunComfyBatchError(
-                f"{len(failures)} of {counts['total']} item(s) of the batch of model {self.model_id} "
-                f"ended without outputs, more than allow_failures={self.allow_failures}: "
-                f"{describe_failures(failures)}",
-                failures,
-            )
-        return ledger.return_value()
 
     def on_kill(self) -> None:
         """Cancel the batch's queued jobs when the task is killed while it waits in the worker."""

@@ -40,6 +40,23 @@ if TYPE_CHECKING:
     from airflow_provider_runcomfy.schema import ModelSchema
 
 
+def check_settings(operator: Any) -> None:
+    """Refuse a batch operator's numeric setting that makes no sense, by name: ``timeout: must be ...``."""
+    for name in ("poll_interval", "timeout", "progress_interval"):
+        value = getattr(operator, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise RunComfyInputError(name, f"must be a positive number of seconds, got {value!r}")
+    for name, least in (("max_in_flight", 1), ("allow_failures", 0), ("probe_concurrency", 1)):
+        value = getattr(operator, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise RunComfyInputError(name, f"must be a whole number >= {least}, got {value!r}")
+    limit = operator.max_cost_usd
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0
+    ):
+        raise RunComfyInputError("max_cost_usd", f"must be a number of US dollars >= 0, got {limit!r}")
+
+
 class BatchPreflight(SchemaLookupMixin):
     """
     The checks of one batch's items before any of them is paid for, and the payloads they give.
