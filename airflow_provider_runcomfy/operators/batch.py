@@ -174,7 +174,7 @@ class RunComfyBatchOperator(BaseOperator):
             source_conn_id=self.source_conn_id,
             probe_concurrency=int(self.probe_concurrency),
             max_cost_usd=self.max_cost_usd,
-            hook=lambda: self.hook,
+            get_hook=lambda: self.hook,
             log=self.log,
         )
 

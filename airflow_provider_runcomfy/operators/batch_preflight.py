@@ -20,6 +20,7 @@ loaded when a check runs.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_runcomfy.batch import ItemProblem, ItemStatus, RunComfyBatchInputError
@@ -57,6 +58,7 @@ def check_settings(operator: Any) -> None:
         raise RunComfyInputError("max_cost_usd", f"must be a number of US dollars >= 0, got {limit!r}")
 
 
+@dataclass(eq=False, kw_only=True)
 class BatchPreflight(SchemaLookupMixin):
     """
     The checks of one batch's items before any of them is paid for, and the payloads they give.
@@ -71,42 +73,28 @@ class BatchPreflight(SchemaLookupMixin):
     :param source_conn_id: the object store connection private media inputs are read from.
     :param probe_concurrency: how many items' images are probed at once.
     :param max_cost_usd: the whole batch's budget, or ``None``.
-    :param hook: gives the operator's hook (called only when a check needs RunComfy).
+    :param get_hook: gives the operator's hook (called only when a check needs RunComfy).
     :param log: the task's logger.
     """
 
-    def __init__(
-        self,
-        *,
-        model_id: str,
-        input_schema: dict[str, Any] | str | os.PathLike[str] | None,
-        strict_schema: bool,
-        validate_images: bool,
-        skip_invalid: bool,
-        source_conn_id: str | None,
-        probe_concurrency: int,
-        max_cost_usd: float | None,
-        hook: Callable[[], RunComfyHook],
-        log: Any,
-    ) -> None:
-        self.model_id = model_id
-        self.input_schema = input_schema
-        self.strict_schema = strict_schema
-        self.validate_images = validate_images
-        self.skip_invalid = skip_invalid
-        self.source_conn_id = source_conn_id
-        self.probe_concurrency = probe_concurrency
-        self.max_cost_usd = max_cost_usd
-        self._hook = hook
-        self.log = log
-        self._items: list[Any] | None = None
-        self._schema_found = False
-        self._schema: ModelSchema | None = None
+    model_id: str
+    input_schema: dict[str, Any] | str | os.PathLike[str] | None
+    strict_schema: bool
+    validate_images: bool
+    skip_invalid: bool
+    source_conn_id: str | None
+    probe_concurrency: int
+    max_cost_usd: float | None
+    get_hook: Callable[[], RunComfyHook]
+    log: Any
+    _items: list[Any] | None = field(default=None, init=False)
+    _schema_found: bool = field(default=False, init=False)
+    _schema: ModelSchema | None = field(default=None, init=False)
 
     @property
     def hook(self) -> RunComfyHook:
         """The operator's hook (the schema lookup reads the catalog with it)."""
-        return self._hook()
+        return self.get_hook()
 
     def read_inputs(self, value: Any) -> list[Any]:
         """The rendered ``inputs`` as a list (an XCom sequence or a tuple works too); items unchecked."""
