@@ -236,28 +236,34 @@ def _base_price_reason(
     return None
 
 
-def check_budget(estimate: CostEstimate, max_cost_usd: float | None, *, model: str) -> None:
+def check_budget(
+    estimate: CostEstimate, max_cost_usd: float | None, *, model: str, jobs: int | None = None
+) -> None:
     """
     Refuse a job whose estimate is over ``max_cost_usd``, or unknown while a limit is set.
 
     What it guards is the estimate: for a base price (``lower_bound``) that is the least the job can
     cost, so a job under the limit may still be billed more (reported after the run).
 
+    :param jobs: for a batch, how many jobs ``estimate`` covers (the sum of theirs): the limit is the
+        whole batch's, and the message says so. ``None`` for a single job.
     :raises RunComfyBudgetExceededError: naming the limit and the estimate, before any submit.
     """
     if max_cost_usd is None:
         return
     limit = float(max_cost_usd)
+    subject = f"this {model} job" if jobs is None else f"the whole batch's {jobs} {model} job(s)"
     if estimate.usd is None:
         raise RunComfyBudgetExceededError(
-            f"Not submitted: max_cost_usd is ${limit:g} but the cost of this {model} job cannot be "
-            f"estimated ({estimate.basis}). Remove max_cost_usd to run it anyway.",
+            f"Not submitted: max_cost_usd is ${limit:g} but the cost of {subject} cannot be "
+            f"estimated ({estimate.basis}). Remove max_cost_usd to run {'it' if jobs is None else 'them'} "
+            "anyway.",
             limit_usd=limit,
             estimate_usd=None,
         )
     if estimate.usd > limit:
         raise RunComfyBudgetExceededError(
-            f"Not submitted: the estimated cost of this {model} job, {estimate.describe()}, is over "
+            f"Not submitted: the estimated cost of {subject}, {estimate.describe()}, is over "
             f"max_cost_usd ${limit:g}.",
             limit_usd=limit,
             estimate_usd=estimate.usd,

@@ -130,6 +130,19 @@ def test_the_budget_guard() -> None:
         check_budget(CostEstimate(None, None, "no estimate: the catalog could not be read"), 1, model="a/b")
 
 
+def test_the_budget_guard_of_a_batch_names_the_whole_batch() -> None:
+    estimate = CostEstimate(0.09, PriceUnit.OUTPUT, "3 jobs x 1 output x $0.03/output")
+    check_budget(estimate, 0.09, model="a/b", jobs=3)
+    with pytest.raises(RunComfyBudgetExceededError) as info:
+        check_budget(estimate, 0.05, model="a/b", jobs=3)
+    assert "the whole batch's 3 a/b job(s), $0.09 (3 jobs x" in str(info.value)
+    assert "is over max_cost_usd $0.05" in str(info.value)
+    assert (info.value.limit_usd, info.value.estimate_usd) == (0.05, 0.09)
+    unknown = CostEstimate(None, None, "no estimate: the catalog could not be read")
+    with pytest.raises(RunComfyBudgetExceededError, match=r"batch's 3 a/b job\(s\) cannot be estimated"):
+        check_budget(unknown, 1, model="a/b", jobs=3)
+
+
 # -- the cost RunComfy reports -----------------------------------------------------------------------
 
 

@@ -1,28 +1,21 @@
 """
 Thousands of RunComfy jobs from one task instance: a sliding window of paid jobs, waited for in rounds.
 
-A mapped ``RunComfyModelOperator`` costs Airflow one task instance per image (scheduled, started,
-deferred and resumed one by one), and Airflow maps at most ``[core] max_map_length`` items. The
-:class:`RunComfyBatchOperator` runs a whole list in one task:
+A mapped ``RunComfyModelOperator`` costs Airflow one task instance per image, and Airflow maps at most
+``[core] max_map_length`` items. :class:`RunComfyBatchOperator` runs a whole list in one task:
 
-1. **pre-flight, every item, before any POST**: one catalog read (schema and price), the schema check
-   of every item, the header probes of every input image (many at once, bounded), and the batch's
-   cost estimate (the sum, with its basis) against ``max_cost_usd``. Bad items raise one
-   :class:`~airflow_provider_runcomfy.batch.RunComfyBatchInputError` that lists them all (index,
-   field, rule), or are skipped with ``skip_invalid=True``;
-2. **a window**: up to ``max_in_flight`` jobs are submitted (each paid POST once, its id saved in
-   ``task_state_store`` at once on Airflow 3.3+), then the task waits for them in one round: deferred
-   to one :class:`~airflow_provider_runcomfy.triggers.batch.RunComfyBatchTrigger` (no worker slot
-   held), or in the worker with the very same round. The round ends when enough jobs ended to refill
-   the window; the task records their outcomes, submits the next items and waits again;
-3. **per-item results, in input order**: ``return_value`` is a list with each item's output URLs (or
-   ``None``), ``results`` the record of each item, ``batch`` the counts, the costs and the wall time.
-   More failed items than ``allow_failures`` fail the task once every job ended, naming them.
+1. **pre-flight** (:mod:`~airflow_provider_runcomfy.operators.batch_preflight`): every item is checked,
+   its images probed and the batch's cost guarded before any POST;
+2. **a window**: up to ``max_in_flight`` jobs are submitted (each paid once, its id saved in
+   ``task_state_store`` at once on Airflow 3.3+), then waited for in one round: deferred to one
+   :class:`~airflow_provider_runcomfy.triggers.batch.RunComfyBatchTrigger`, or in the worker with the
+   very same round. When enough jobs ended, the task records them, submits the next items, waits again;
+3. **per-item results** (:mod:`~airflow_provider_runcomfy.operators.batch_records`), in input order;
+   more failed items than ``allow_failures`` fail the task once every job ended, naming them.
 
-Between rounds a deferred task's process ends; the ledger lives in the ``results`` and ``batch``
-XComs (pushed at each round, so they also show the progress in the UI) and is read back when the task
-resumes. A retry (a new try: XComs cleared) reconnects to every job an earlier try paid for through
-``task_state_store`` and submits only the items that have none, so no item is paid twice.
+Between rounds the ledger lives in the ``results`` and ``batch`` XComs. A retry (XComs cleared)
+reconnects to every job an earlier try paid for through ``task_state_store`` and submits only the
+items that have none, so no item is paid twice.
 """
 
 from __future__ import annotations
@@ -37,31 +30,26 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_runcomfy.batch import (
-    BATCH_XCOM_KEY,
-    RESULTS_XCOM_KEY,
     BatchItem,
-    ItemProblem,
     ItemStatus,
     Ledger,
     RetryBook,
     RunComfyBatchError,
     RunComfyBatchInputError,
-    describe_failures,
 )
 from airflow_provider_runcomfy.exceptions import (
     RunComfyBadRequestError,
-    RunComfyBudgetExceededError,
     RunComfyError,
     RunComfyInputError,
     RunComfySubmitUncertainError,
 )
 from airflow_provider_runcomfy.jobs import RequestWatch
+from airflow_provider_runcomfy.operators.batch_preflight import BatchPreflight, check_settings
+from airflow_provider_runcomfy.operators.batch_records import finish_batch, load_ledger, push_ledger
 from airflow_provider_runcomfy.operators.runcomfy import (
     DEFERRAL_GRACE,
     cancel_if_queued,
 )
-from airflow_provider_runcomfy.operators.schema_lookup import SchemaLookupMixin
-from airflow_provider_runcomfy.validation import check_model_id, validate_inputs
 
 if TYPE_CHECKING:
     import os
@@ -69,10 +57,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_runcomfy.catalog import ModelInfo
-    from airflow_provider_runcomfy.cost import CostEstimate
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
-    from airflow_provider_runcomfy.schema import ModelSchema
     from airflow_provider_runcomfy.triggers.batch import RunComfyBatchTrigger
 
 _T = TypeVar("_T")
@@ -82,7 +67,7 @@ _T = TypeVar("_T")
 REFILL_SHARE = 0.25
 
 
-class RunComfyBatchOperator(SchemaLookupMixin, BaseOperator):
+class RunComfyBatchOperator(BaseOperator):
     """
     Run one RunComfy model over a list of inputs from one task, keeping ``max_in_flight`` jobs in flight.
 
@@ -168,9 +153,6 @@ class RunComfyBatchOperator(SchemaLookupMixin, BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.probe_concurrency = probe_concurrency
         self.progress_interval = progress_interval
-        self._items: list[Any] | None = None
-        self._schema_found = False
-        self._schema: ModelSchema | None = None
         self._in_flight: dict[int, str] = {}
 
     @cached_property
@@ -179,6 +161,22 @@ class RunComfyBatchOperator(SchemaLookupMixin, BaseOperator):
         from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 
         return RunComfyHook(runcomfy_conn_id=self.runcomfy_conn_id)
+
+    @cached_property
+    def _checks(self) -> BatchPreflight:
+        """The pre-flight, made when the task runs (its settings are rendered by then)."""
+        return BatchPreflight(
+            model_id=self.model_id,
+            input_schema=self.input_schema,
+            strict_schema=self.strict_schema,
+            validate_images=self.validate_images,
+            skip_invalid=self.skip_invalid,
+            source_conn_id=self.source_conn_id,
+            probe_concurrency=int(self.probe_concurrency),
+            max_cost_usd=self.max_cost_usd,
+            get_hook=lambda: self.hook,
+            log=self.log,
+        )
 
     # -- execute -----------------------------------------------------------------------------------
 
@@ -201,199 +199,14 @@ class RunComfyBatchOperator(SchemaLookupMixin, BaseOperator):
         return self._run(context, ledger, watching, self._retry_book(context), None)
 
     def _check_settings(self) -> None:
-        for name in ("poll_interval", "timeout", "progress_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise RunComfyInputError(name, f"must be a positive number of seconds, got {value!r}")
-        for name, least in (("max_in_flight", 1), ("allow_failures", 0), ("probe_concurrency", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise RunComfyInputError(name, f"must be a whole number >= {least}, got {value!r}")
-        limit = self.max_cost_usd
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0
-        ):
-            raise RunComfyInputError("max_cost_usd", f"must be a number of US dollars >= 0, got {limit!r}")
+        check_settings(self)
 
     def _read_inputs(self) -> list[Any]:
-        """The rendered ``inputs`` as a list (an XCom sequence or a tuple works too); items unchecked."""
-        if self._items is None:
-            value = self.inputs
-            if isinstance(value, str | bytes | dict) or value is None:
-                raise RunComfyInputError(
-                    "inputs", f"must be a list of input dicts, one per item, got {type(value).__name__}"
-                )
-            try:
-                self._items = list(value)
-            except TypeError:
-                raise RunComfyInputError(
-                    "inputs", f"must be a list of input dicts, one per item, got {type(value).__name__}"
-                ) from None
-        return self._items
-
-    # -- pre-flight --------------------------------------------------------------------------------
+        return self._checks.read_inputs(self.inputs)
 
     def _preflight(self, context: Context, items: list[Any], ledger: Ledger) -> dict[int, dict[str, Any]]:
-        """
-        Check every item before any POST: schema, images, cost; return the payloads of the items to run.
-
-        Bad items raise one error listing them all, or become ``skipped`` with ``skip_invalid``.
-        """
-        check_model_id(self.model_id)
-        self.log.info("Checking %d item(s) for model %s before submitting any", len(items), self.model_id)
-        info, why = self._catalog_entry()
-        self._find_schema(info, why)
-        # strict_schema=True refuses a schema rule the provider cannot apply, as for a single job.
-        self._refuse_unapplied_rules()
-        payloads: dict[int, dict[str, Any]] = {}
-        problems: list[ItemProblem] = []
-        for index, inputs in enumerate(items):
-            try:
-                payloads[index] = self._payload(index, inputs, info, why)
-            except RunComfyInputError as err:
-                problems.append(ItemProblem.of(index, err))
-        if self.validate_images and payloads:
-            problems += self._probe_images(payloads)
-        if problems:
-            problems.sort(key=lambda problem: problem.index)
-            if not self.skip_invalid:
-                raise RunComfyBatchInputError(problems, len(items))
-            for problem in problems:
-                item = ledger.items[problem.index]
-                item.status = ItemStatus.SKIPPED
-                item.error = f"{problem.field}: {problem.rule}"
-                payloads.pop(problem.index, None)
-            self.log.warning(
-                "Skipping %d of %d item(s) the pre-flight refused (skip_invalid=True): %s",
-                len({p.index for p in problems}),
-                len(items),
-                "; ".join(problem.describe() for problem in problems[:10]),
-            )
-        estimate = self._estimate(info, why, payloads)
-        ledger.estimated_cost_usd = estimate.usd
-        self.log.info("Estimated cost of the batch's %d job(s): %s", len(payloads), estimate.describe())
-        from airflow_provider_runcomfy.cost import COST_ESTIMATE_XCOM_KEY
-
-        context["ti"].xcom_push(key=COST_ESTIMATE_XCOM_KEY, value=estimate.to_xcom())
-        self._check_budget(estimate, len(payloads))
-        return payloads
-
-    def _find_schema(self, info: ModelInfo | None, why: str | None) -> ModelSchema | None:
-        """The single operators' lookup (:class:`SchemaLookupMixin`), done once for every item."""
-        if not self._schema_found:
-            self._schema = super()._find_schema(info, why)
-            self._schema_found = True
-        return self._schema
-
-    def _payload(
-        self, index: int, inputs: Any, info: ModelInfo | None = None, why: str | None = None
-    ) -> dict[str, Any]:
-        """The checked inputs of one item, as they will be sent."""
-        if not isinstance(inputs, dict):
-            raise RunComfyInputError(
-                "inputs", f"must be a dict of the model's inputs, got {type(inputs).__name__}"
-            )
-        schema = self._find_schema(info, why)
-        if schema is None:
-            return validate_inputs(self.model_id, inputs, None)
-        from airflow_provider_runcomfy.media_sources import (
-            check_inline_media,
-            check_request_size,
-            inline_private_files,
-        )
-
-        # Private files (local, file://, s3://... with source_conn_id) are read and sent inline, and
-        # every inline file is checked like a fetched one, as for a single job. The payload lives only
-        # in memory: after a deferral it is rebuilt from the inputs (_resumed_payload).
-        inlined = inline_private_files(schema, inputs, conn_id=self.source_conn_id)
-        payload = validate_inputs(self.model_id, inlined, schema)
-        check_inline_media(schema, payload)
-        check_request_size(payload)
-        return payload
-
-    def _probe_images(self, payloads: dict[int, dict[str, Any]]) -> list[ItemProblem]:
-        """Probe every input image of every item, ``probe_concurrency`` at once; the items that fail."""
-        schema = self._schema
-        if schema is None:
-            return []
-        work = [
-            (index, groups) for index, payload in payloads.items() if (groups := schema.image_groups(payload))
-        ]
-        if not work:
-            return []
-        from airflow_provider_runcomfy.images import aprobe_images
-
-        settings = self.hook.settings
-        gate_size = int(self.probe_concurrency)
-
-        async def probe_all() -> list[ItemProblem]:
-            gate = asyncio.Semaphore(gate_size)
-
-            async def probe_item(index: int, groups: list[Any]) -> ItemProblem | None:
-                async with gate:
-                    try:
-                        for rules, images in groups:  # one group per image field: each has its own limits
-                            await aprobe_images(
-                                images,
-                                rules,
-                                timeouts=settings.timeouts,
-                                retry=settings.retry,
-                                max_concurrency=4,
-                            )
-                    except RunComfyInputError as err:
-                        return ItemProblem.of(index, err)
-                return None
-
-            found = await asyncio.gather(*(probe_item(index, groups) for index, groups in work))
-            return [problem for problem in found if problem is not None]
-
-        count = sum(len(images) for _, groups in work for _, images in groups)
-        self.log.info("Probing %d input image(s) of %d item(s), %d at a time", count, len(work), gate_size)
-        return asyncio.run(probe_all())
-
-    def _estimate(
-        self, info: ModelInfo | None, why: str | None, payloads: dict[int, dict[str, Any]]
-    ) -> CostEstimate:
-        """The batch's cost estimate: the sum of its items', with the basis in words."""
-        from airflow_provider_runcomfy.cost import CostEstimate, estimate_cost
-
-        schema = self._schema.schema if self._schema is not None else None
-        estimates = [
-            estimate_cost(
-                info,
-                payload,
-                input_schema=schema,
-                why_no_price=why or "the catalog gives no price for this model",
-            )
-            for payload in payloads.values()
-        ]
-        unit = estimates[0].price_unit if estimates else (info.price_unit if info else None)
-        if not estimates:
-            return CostEstimate(0.0, unit, "no job to run")
-        unknown = next((e for e in estimates if not e.is_known), None)
-        if unknown is not None:
-            return CostEstimate(None, unit, unknown.basis)
-        total = round(sum(e.usd or 0.0 for e in estimates), 6)
-        bases = {e.basis for e in estimates}
-        basis = (
-            f"{len(estimates)} jobs x {estimates[0].basis}"
-            if len(bases) == 1
-            else f"the sum of {len(estimates)} jobs' estimates, e.g. {estimates[0].basis}"
-        )
-        return CostEstimate(total, unit, basis)
-
-    def _check_budget(self, estimate: CostEstimate, jobs: int) -> None:
-        limit = self.max_cost_usd
-        if limit is None:
-            return
-        if estimate.usd is None or estimate.usd > float(limit):
-            why = "cannot be estimated" if estimate.usd is None else "is over it"
-            raise RunComfyBudgetExceededError(
-                f"Not submitted: max_cost_usd is ${float(limit):g} for the whole batch and the estimated "
-                f"cost of its {jobs} {self.model_id} job(s), {estimate.describe()}, {why}. Nothing was paid.",
-                limit_usd=float(limit),
-                estimate_usd=estimate.usd,
-            )
+        """Check every item before any POST (:class:`BatchPreflight`); the payloads of the items to run."""
+        return self._checks.run(context, items, ledger)
 
     # -- retries -----------------------------------------------------------------------------------
 
@@ -552,12 +365,7 @@ class RunComfyBatchOperator(SchemaLookupMixin, BaseOperator):
             raise
 
     def _resumed_payload(self, index: int) -> dict[str, Any]:
-        """An item's payload after a deferral: the inputs render the same, so they check the same."""
-        items = self._read_inputs()
-        if not self._schema_found:
-            info, why = self._catalog_entry()
-            self._find_schema(info, why)
-        return self._payload(index, items[index])
+        return self._checks.payload_after_resume(self._read_inputs(), index)
 
     def _trigger(
         self, ledger: Ledger, watching: list[dict[str, Any]], still_to_submit: int
@@ -611,56 +419,20 @@ class RunComfyBatchOperator(SchemaLookupMixin, BaseOperator):
             ledger.halted = f"the batch's timeout ({self.timeout:g} s) passed"
         return list(event.get("watching") or [])
 
-    # -- XCom and the end --------------------------------------------------------------------------
+    # -- XCom and the end (batch_records.py) -----------------------------------------------------
 
     def _push(self, context: Context, ledger: Ledger, *, finished: bool = False) -> None:
-        ti = context["ti"]
-        ti.xcom_push(key=RESULTS_XCOM_KEY, value=ledger.results())
-        ti.xcom_push(key=BATCH_XCOM_KEY, value=ledger.summary(finished=finished))
+        push_ledger(context, ledger, finished=finished)
 
     def _load_ledger(self, context: Context) -> Ledger:
-        ti = context["ti"]
-        results = ti.xcom_pull(task_ids=self.task_id, key=RESULTS_XCOM_KEY, map_indexes=ti.map_index)
-        batch = ti.xcom_pull(task_ids=self.task_id, key=BATCH_XCOM_KEY, map_indexes=ti.map_index)
-        if not isinstance(results, list) or not isinstance(batch, dict):
-            raise RunComfyError("The batch resumed but its ledger (XCom results and batch) is gone")
-        return Ledger.from_xcom(results, batch)
+        return load_ledger(context, self.task_id)
 
     def _finish(self, context: Context, ledger: Ledger) -> list[list[str] | None]:
         """Push the final records; fail when submitting stopped or too many items failed."""
         self._in_flight = {}
-        not_submitted = ledger.pending
-        for item in not_submitted:
-            item.status = ItemStatus.ERROR
-            item.error = f"not submitted: {ledger.halted or 'the batch ended first'}"
-        self._push(context, ledger, finished=True)
-        counts = ledger.counts()
-        self.log.info(
-            "Batch of %d item(s) done: %d succeeded, %d failed, %d cancelled, %d skipped; $%s reported "
-            "by RunComfy (estimated $%s)",
-            counts["total"],
-            counts["succeeded"],
-            counts["failed"],
-            counts["cancelled"],
-            counts["skipped"],
-            f"{ledger.reported_cost_usd:g}",
-            "?" if ledger.estimated_cost_usd is None else f"{ledger.estimated_cost_usd:g}",
+        return finish_batch(
+            context, ledger, model_id=self.model_id, allow_failures=self.allow_failures, log=self.log
         )
-        failures = ledger.failures
-        if not_submitted:
-            raise RunComfyBatchError(
-                f"The batch of model {self.model_id} did not run every item: {ledger.halted}. "
-                f"{len(failures)} item(s) without outputs: {describe_failures(failures)}",
-                failures,
-            )
-        if len(failures) > self.allow_failures:
-            raise RunComfyBatchError(
-                f"{len(failures)} of {counts['total']} item(s) of the batch of model {self.model_id} "
-                f"ended without outputs, more than allow_failures={self.allow_failures}: "
-                f"{describe_failures(failures)}",
-                failures,
-            )
-        return ledger.return_value()
 
     def on_kill(self) -> None:
         """Cancel the batch's queued jobs when the task is killed while it waits in the worker."""

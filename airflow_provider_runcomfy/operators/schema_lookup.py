@@ -2,8 +2,9 @@
 How a model operator finds the schema its inputs are checked against, before anything is paid.
 
 Shared by :class:`~airflow_provider_runcomfy.operators.runcomfy.RunComfyModelOperator` (and its
-Dreamina subclasses) and :class:`~airflow_provider_runcomfy.operators.batch.RunComfyBatchOperator`, so
-a batch item is checked exactly as a single job: the same catalog read, the same order of sources
+Dreamina subclasses) and the batch's pre-flight
+(:class:`~airflow_provider_runcomfy.operators.batch_preflight.BatchPreflight`), so a batch item is
+checked exactly as a single job: the same catalog read, the same order of sources
 (the user's ``input_schema``, the catalog's, the one shipped for a documented model), the same
 ``strict_schema`` rules.
 """
@@ -57,7 +58,8 @@ class SchemaLookupMixin:
     """
     The schema lookup of an operator that submits to one model.
 
-    The operator provides ``model_id``, ``input_schema``, ``strict_schema``, ``hook`` and ``log``;
+    The operator (or the batch's pre-flight) provides ``model_id``, ``input_schema``, ``strict_schema``,
+    ``hook`` and ``log``;
     the schema found is kept in ``_schema``.
     """
 
