@@ -17,7 +17,7 @@ It imports httpx, so it is imported by the hook, never at DAG parse time (:mod:`
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
@@ -38,8 +38,23 @@ from airflow_provider_runcomfy.exceptions import (
 from airflow_provider_runcomfy.jobs import CancelOutcome
 from airflow_provider_runcomfy.transport import AnswerTooLargeError, RetriesExhausted, is_transient_status
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+R = TypeVar("R")
+
+
+class WarningLog(Protocol):
+    """Where an odd answer is reported: the hook's own logger (stdlib or Airflow's structlog one)."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+
 #: Failures after which a submit certainly did not reach RunComfy: nothing was sent.
 NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+#: What a call may end with instead of an answer; :func:`failure_error` maps each to a domain error.
+NO_ANSWER = (httpx.TransportError, AnswerTooLargeError, RetriesExhausted)
 
 #: Headers about the wire form of a body, which no longer apply once it is read and decoded.
 _BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
@@ -213,13 +228,29 @@ def uncertain_submit(what: str, reason: str) -> RunComfySubmitUncertainError:
     )
 
 
-def final_answer(what: str, paid: bool, response: httpx.Response, token: str) -> dict[str, Any]:
+def final_answer(
+    what: str, paid: bool, response: httpx.Response, token: str, log: WarningLog
+) -> dict[str, Any]:
     """
-    The body of the answer a call ends with (no job named in it), or the error it stands for.
+    The body of the answer a call ended with, or the error it stands for.
 
-    A submit answered 2xx (or 3xx, never followed) without a readable job id, or answered 5xx/408,
-    may have created a job, so it is :class:`RunComfySubmitUncertainError`, never sent again.
+    A submit answer that names a job is returned whatever else it says (the job is paid for and
+    waited for, never sent again); an odd answer around it is logged to ``log``. A submit answered
+    2xx (or 3xx, never followed) without a readable job id, or answered 5xx/408, may have created a
+    job, so it is :class:`RunComfySubmitUncertainError`, never sent again.
     """
+    job = job_of(response) if paid else None
+    if job is not None:
+        if response.is_error or job.get("error_code") is not None:
+            log.warning(
+                "%s: RunComfy answered HTTP %s with error_code %s but also request_id %s; the job is "
+                "taken as accepted and waited for (it is never sent again)",
+                what,
+                response.status_code,
+                job.get("error_code"),
+                job.get("request_id"),
+            )
+        return job
     status = response.status_code
     if paid and not response.is_error and error_code_of(response) is None:
         reason = f"RunComfy answered HTTP {status} without a readable request_id ({excerpt(response, token)})"
@@ -256,6 +287,14 @@ def failure_error(what: str, paid: bool, failure: Exception, token: str) -> RunC
     if paid:  # sent, and the answer lost: the job may exist
         return uncertain_submit(what, f"{type(failure).__name__}: {scrub(str(failure), token)}")
     return RunComfyUnavailableError(f"{what} failed: {type(failure).__name__}: {scrub(str(failure), token)}")
+
+
+def read_answer(what: str, body: dict[str, Any], read: Callable[[dict[str, Any]], R]) -> R:
+    """A body read by ``read`` (a catalog reader); one it cannot read is an invalid response."""
+    try:
+        return read(body)
+    except ValueError as err:
+        raise RunComfyInvalidResponseError(f"{what}: {err}: {shown(body)}") from None
 
 
 def request_id_of(body: dict[str, Any], model_id: str) -> str:

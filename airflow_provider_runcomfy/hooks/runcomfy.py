@@ -7,53 +7,46 @@ The rules that keep a paid API safe are applied here, once, for every operator, 
   timeouts, 408, 429 and 5xx, with bounded exponential backoff and jitter, honouring ``Retry-After``
   (:meth:`RetryPolicy.run <airflow_provider_runcomfy.transport.RetryPolicy.run>`);
 * a submit is paid and RunComfy has no idempotency key, so it is sent again only when the server
-  certainly did not take it (no connection could be made, or 429); otherwise the error says the job
-  may exist and how to check;
-* a submit answer that carries a ``request_id`` is an accepted (paid) job whatever else it says: it
-  is returned so the job is tracked and waited for, never sent again;
+  certainly did not take it (no connection could be made, or 429); an answer naming a job is that
+  job, whatever else it says; otherwise the error says the job may exist and how to check;
 * every answer is read against a size cap (:data:`MAX_ANSWER_BYTES`) and each call against an
   overall deadline (connect + whole answer, :attr:`Timeouts.total`), so a hostile or broken server
   can neither exhaust memory nor hold a worker or a triggerer's poll;
-* request ids and model ids must be safe URL path segments, checked before anything is sent;
 * the token comes only from the Airflow connection, is registered with the secret masker, goes
   only to the API's own origin and never into a log, a message, an event, XCom or a ``repr``.
 
-What an answer means (scrubbing, parsing, the error codes) is in :mod:`~airflow_provider_runcomfy.answers`,
-the connection's fields in :mod:`~airflow_provider_runcomfy.connection`, the catalog's answers in
-:mod:`~airflow_provider_runcomfy.catalog`: this module only makes the calls. The names it re-exports
-(:class:`ApiSettings`, :func:`normalize_base_url`, :data:`DEFAULT_BASE_URL`) stay importable from here.
+This module only makes the calls. What each call sends, and the checks of its ids, is in
+:mod:`~airflow_provider_runcomfy.calls`; what an answer means (scrubbing, parsing, the error codes)
+in :mod:`~airflow_provider_runcomfy.answers`; the connection's fields in
+:mod:`~airflow_provider_runcomfy.connection`; the catalog's answers in
+:mod:`~airflow_provider_runcomfy.catalog`. :class:`ApiSettings`, :func:`normalize_base_url` and
+:data:`DEFAULT_BASE_URL` are re-exported, so they stay importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import re
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
-from airflow_provider_runcomfy import ui_field_behaviour
+from airflow_provider_runcomfy import calls, ui_field_behaviour
 from airflow_provider_runcomfy.answers import (
-    NOTHING_SENT,
+    NO_ANSWER,
     cancel_outcome,
     describe_outcome,
     failure_error,
     final_answer,
-    job_of,
+    read_answer,
     request_id_of,
     scrubbed_answer,
-    shown,
 )
 from airflow_provider_runcomfy.catalog import (
     CATALOG_CACHE,
     ModelInfo,
     ModelPage,
-    list_query,
     read_categories,
     read_model,
     read_model_page,
@@ -66,18 +59,13 @@ from airflow_provider_runcomfy.connection import (
 )
 from airflow_provider_runcomfy.exceptions import (
     RunComfyAuthError,
-    RunComfyBadRequestError,
-    RunComfyInvalidResponseError,
     RunComfyNotFoundError,
     RunComfyPermissionError,
 )
 from airflow_provider_runcomfy.transport import (
-    AnswerTooLargeError,
     BearerAuth,
-    RetriesExhausted,
     SharedAsyncTransport,
     aread_capped,
-    is_transient_status,
     make_async_client,
     make_client,
     read_capped,
@@ -87,6 +75,9 @@ from airflow_provider_runcomfy.transport import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import httpx
+
+    from airflow_provider_runcomfy.calls import ApiCall
     from airflow_provider_runcomfy.jobs import CancelOutcome
 
 __all__ = [
@@ -107,57 +98,6 @@ PROBE_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
 #: with schemas a few hundred KiB): 8 MiB is generous, and bounds what a broken or hostile server
 #: can make a worker or a triggerer hold.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
-
-#: A request id or one model id segment: letters, digits and ``-_.~``, never ``.`` or ``..``.
-_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,199}")
-
-
-def _safe_segment(text: str) -> bool:
-    return _SAFE_SEGMENT.fullmatch(text) is not None and text not in (".", "..")
-
-
-def _model_path(model_id: Any) -> str:
-    """
-    A model id as a URL path: ``owner/name[/...]``, each segment a safe one; refused before any request.
-
-    ``..`` or ``.`` segments, an empty segment, ``%``, ``?`` or ``#`` would send the call to another
-    endpoint (``../requests/x/cancel`` is a cancel), so they never reach the URL.
-    """
-    if not isinstance(model_id, str) or not model_id.strip("/ "):
-        raise RunComfyBadRequestError(f"model_id must be a non-empty string, got {model_id!r}")
-    segments = model_id.strip().strip("/").split("/")
-    if len(segments) < 2 or len(segments) > 8 or not all(_safe_segment(part) for part in segments):
-        raise RunComfyBadRequestError(
-            f"model_id must have the form owner/name[/...], each part made of letters, digits and "
-            f"'-_.~' (not '.' or '..'), got {model_id[:200]!r}"
-        )
-    return "/".join(segments)
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One API call: what to send, how to name it in messages, and whether it costs money."""
-
-    method: str
-    path: str
-    what: str
-    json: Any = None
-    params: dict[str, str] | None = None
-    paid: bool = False
-
-    def may_retry(self, outcome: httpx.Response | Exception) -> bool:
-        """
-        Free calls retry every transient failure; a paid submit only when it certainly was not taken.
-
-        A 429 that names a job anyway is an accepted job (see :func:`.answers.job_of`), never retried.
-        """
-        if isinstance(outcome, httpx.Response):
-            if self.paid:
-                return outcome.status_code == 429 and job_of(outcome) is None
-            return is_transient_status(outcome.status_code)
-        if self.paid:
-            return isinstance(outcome, NOTHING_SENT)
-        return isinstance(outcome, httpx.TransportError)
 
 
 class RunComfyHook(BaseHook):
@@ -181,10 +121,6 @@ class RunComfyHook(BaseHook):
     default_conn_name = "runcomfy_default"
     conn_type = "runcomfy"
     hook_name = "RunComfy"
-
-    submit_path: ClassVar[str] = "/v1/models/{model_id}"
-    catalog_path: ClassVar[str] = "/v1/models"
-    request_path: ClassVar[str] = "/v1/requests/{request_id}/{action}"
 
     def __init__(self, runcomfy_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -298,12 +234,12 @@ class RunComfyHook(BaseHook):
         or RunComfy answered 429. A timeout, a dropped connection or a 5xx raises
         :class:`RunComfySubmitUncertainError`: the job may exist.
         """
-        body = self._request(self._submit_call(model_id, inputs))
+        body = self._request(calls.submit(model_id, inputs))
         return request_id_of(body, model_id)
 
     def get_status(self, request_id: str) -> dict[str, Any]:
         """Return the body of ``GET /v1/requests/{id}/status`` (``status``, maybe ``queue_position``)."""
-        return self._request(self._request_call("GET", request_id, "status"))
+        return self._request(calls.of_request("GET", request_id, "status"))
 
     def get_result(self, request_id: str, include_cost: bool = True) -> dict[str, Any]:
         """
@@ -312,7 +248,7 @@ class RunComfyHook(BaseHook):
         :param include_cost: ask for the job's ``cost`` too (``include_cost=true``, as RunComfy's own
             clients do); RunComfy may leave it out, so callers treat it as optional.
         """
-        return self._request(self._result_call(request_id, include_cost))
+        return self._request(calls.result(request_id, include_cost))
 
     def cancel(self, request_id: str) -> CancelOutcome:
         """
@@ -324,19 +260,19 @@ class RunComfyHook(BaseHook):
         ``True`` only for a confirmed cancel, so ``if hook.cancel(rid):`` reads as it did when this
         returned ``bool``; ``is_accepted`` also counts a cancel that is on its way.
         """
-        return cancel_outcome(self._request(self._request_call("POST", request_id, "cancel")))
+        return cancel_outcome(self._request(calls.of_request("POST", request_id, "cancel")))
 
     async def aget_status(self, request_id: str) -> dict[str, Any]:
         """Async :meth:`get_status`."""
-        return await self._arequest(self._request_call("GET", request_id, "status"))
+        return await self._arequest(calls.of_request("GET", request_id, "status"))
 
     async def aget_result(self, request_id: str, include_cost: bool = True) -> dict[str, Any]:
         """Async :meth:`get_result`."""
-        return await self._arequest(self._result_call(request_id, include_cost))
+        return await self._arequest(calls.result(request_id, include_cost))
 
     async def acancel(self, request_id: str) -> CancelOutcome:
         """Async :meth:`cancel`."""
-        return cancel_outcome(await self._arequest(self._request_call("POST", request_id, "cancel")))
+        return cancel_outcome(await self._arequest(calls.of_request("POST", request_id, "cancel")))
 
     # -- the model catalog (read-only, free, cached per process) ----------------------------------
 
@@ -347,7 +283,7 @@ class RunComfyHook(BaseHook):
         Answers are cached per process for
         :data:`~airflow_provider_runcomfy.catalog.CATALOG_TTL_SECONDS`, so a mapped fan-out asks once.
         """
-        return self._catalog(self._model_call(model_id), functools.partial(read_model, model_id=model_id))
+        return self._catalog(calls.model(model_id), functools.partial(read_model, model_id=model_id))
 
     def list_models(
         self,
@@ -368,18 +304,16 @@ class RunComfyHook(BaseHook):
         :param limit: the page size.
         :param offset: how many matches to skip.
         """
-        call = self._list_call(search, category, kind, include_schema, limit, offset)
+        call = calls.model_list(search, category, kind, include_schema, limit, offset)
         return self._catalog(call, read_model_page)
 
     def list_categories(self) -> list[str]:
         """The catalog's categories: ``GET /v1/models/categories``."""
-        return self._catalog(self._categories_call(), read_categories)
+        return self._catalog(calls.categories(), read_categories)
 
     async def aget_model(self, model_id: str) -> ModelInfo:
         """Async :meth:`get_model`."""
-        return await self._acatalog(
-            self._model_call(model_id), functools.partial(read_model, model_id=model_id)
-        )
+        return await self._acatalog(calls.model(model_id), functools.partial(read_model, model_id=model_id))
 
     async def alist_models(
         self,
@@ -391,12 +325,12 @@ class RunComfyHook(BaseHook):
         offset: int = 0,
     ) -> ModelPage:
         """Async :meth:`list_models`."""
-        call = self._list_call(search, category, kind, include_schema, limit, offset)
+        call = calls.model_list(search, category, kind, include_schema, limit, offset)
         return await self._acatalog(call, read_model_page)
 
     async def alist_categories(self) -> list[str]:
         """Async :meth:`list_categories`."""
-        return await self._acatalog(self._categories_call(), read_categories)
+        return await self._acatalog(calls.categories(), read_categories)
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -418,57 +352,7 @@ class RunComfyHook(BaseHook):
 
     # -- request machinery -------------------------------------------------------------------------
 
-    def _submit_call(self, model_id: str, inputs: dict[str, Any]) -> _Call:
-        return _Call(
-            method="POST",
-            path=self.submit_path.format(model_id=quote(_model_path(model_id), safe="/-_.~")),
-            what=f"Submit to model {model_id!r}",
-            json=inputs,
-            paid=True,
-        )
-
-    def _request_call(self, method: str, request_id: str, action: str) -> _Call:
-        if not isinstance(request_id, str) or not request_id.strip():
-            raise RunComfyBadRequestError(f"request_id must be a non-empty string, got {request_id!r}")
-        if not _safe_segment(request_id.strip()):
-            # ``..`` or ``x/../..`` would reach another endpoint than this request's.
-            raise RunComfyBadRequestError(
-                f"request_id must be one URL path segment of letters, digits and '-_.~' (not '.' or "
-                f"'..'), got {request_id[:200]!r}"
-            )
-        return _Call(
-            method=method,
-            path=self.request_path.format(request_id=quote(request_id.strip(), safe=""), action=action),
-            what=f"RunComfy {action} of request {request_id}",
-        )
-
-    def _result_call(self, request_id: str, include_cost: bool) -> _Call:
-        call = self._request_call("GET", request_id, "result")
-        return replace(call, params={"include_cost": "true"}) if include_cost else call
-
-    def _model_call(self, model_id: str) -> _Call:
-        return _Call(
-            method="GET",
-            path=f"{self.catalog_path}/{quote(_model_path(model_id), safe='/-_.~')}",
-            what=f"RunComfy catalog entry of model {model_id!r}",
-        )
-
-    def _list_call(
-        self,
-        search: str | None,
-        category: str | None,
-        kind: str | None,
-        include_schema: bool,
-        limit: int,
-        offset: int,
-    ) -> _Call:
-        params = list_query(search, category, kind, include_schema, limit, offset)
-        return _Call(method="GET", path=self.catalog_path, what="RunComfy model list", params=params)
-
-    def _categories_call(self) -> _Call:
-        return _Call(method="GET", path=f"{self.catalog_path}/categories", what="RunComfy model categories")
-
-    def _catalog_key(self, settings: ApiSettings, call: _Call) -> tuple[Any, ...]:
+    def _catalog_key(self, settings: ApiSettings, call: ApiCall) -> tuple[Any, ...]:
         # Per API origin and connection (a price may depend on the account), never the token itself.
         return (
             settings.base_url,
@@ -477,24 +361,24 @@ class RunComfyHook(BaseHook):
             tuple(sorted((call.params or {}).items())),
         )
 
-    def _catalog(self, call: _Call, parse: Callable[[dict[str, Any]], R]) -> R:
+    def _catalog(self, call: ApiCall, parse: Callable[[dict[str, Any]], R]) -> R:
         key = self._catalog_key(self.settings, call)
         found: R | None = CATALOG_CACHE.get(key)
         if found is None:
-            found = _parsed(call, self._request(call), parse)
+            found = read_answer(call.what, self._request(call), parse)
             CATALOG_CACHE.put(key, found)
         return found
 
-    async def _acatalog(self, call: _Call, parse: Callable[[dict[str, Any]], R]) -> R:
+    async def _acatalog(self, call: ApiCall, parse: Callable[[dict[str, Any]], R]) -> R:
         key = self._catalog_key(await self.asettings(), call)
         found: R | None = CATALOG_CACHE.get(key)
         if found is None:
-            found = _parsed(call, await self._arequest(call), parse)
+            found = read_answer(call.what, await self._arequest(call), parse)
             CATALOG_CACHE.put(key, found)
         return found
 
-    def _request(self, call: _Call) -> dict[str, Any]:
-        """Make one API call, retried as :meth:`_Call.may_retry` allows; its body, or its domain error."""
+    def _request(self, call: ApiCall) -> dict[str, Any]:
+        """Make one API call, retried as :meth:`ApiCall.may_retry` allows; its body, or its domain error."""
         settings = self.settings
         try:
             response = settings.retry.run(
@@ -503,11 +387,11 @@ class RunComfyHook(BaseHook):
                 on_retry=functools.partial(self._log_retry, call, settings.retry.max_retries),
                 deadline=settings.timeouts.total,
             )
-        except (httpx.TransportError, AnswerTooLargeError, RetriesExhausted) as failure:
+        except NO_ANSWER as failure:
             raise failure_error(call.what, call.paid, failure, settings.token) from None
-        return self._answer(call, response, settings.token)
+        return final_answer(call.what, call.paid, response, settings.token, self.log)
 
-    async def _arequest(self, call: _Call) -> dict[str, Any]:
+    async def _arequest(self, call: ApiCall) -> dict[str, Any]:
         """The async :meth:`_request`."""
         settings = await self.asettings()
         client = await self.aclient()
@@ -518,11 +402,11 @@ class RunComfyHook(BaseHook):
                 on_retry=functools.partial(self._log_retry, call, settings.retry.max_retries),
                 deadline=settings.timeouts.total,
             )
-        except (httpx.TransportError, AnswerTooLargeError, RetriesExhausted) as failure:
+        except NO_ANSWER as failure:
             raise failure_error(call.what, call.paid, failure, settings.token) from None
-        return self._answer(call, response, settings.token)
+        return final_answer(call.what, call.paid, response, settings.token, self.log)
 
-    def _exchange(self, call: _Call, settings: ApiSettings) -> httpx.Response:
+    def _exchange(self, call: ApiCall, settings: ApiSettings) -> httpx.Response:
         """
         One attempt: send, read the answer whole but capped (the retry helper bounds it in time).
 
@@ -538,7 +422,7 @@ class RunComfyHook(BaseHook):
         return scrubbed_answer(response, body, settings.token)
 
     async def _aexchange(
-        self, client: httpx.AsyncClient, call: _Call, settings: ApiSettings
+        self, client: httpx.AsyncClient, call: ApiCall, settings: ApiSettings
     ) -> httpx.Response:
         """The async :meth:`_exchange`."""
         request = client.build_request(call.method, call.path, json=call.json, params=call.params)
@@ -550,7 +434,7 @@ class RunComfyHook(BaseHook):
         return scrubbed_answer(response, body, settings.token)
 
     def _log_retry(
-        self, call: _Call, max_retries: int, outcome: httpx.Response | Exception, retry: int, delay: float
+        self, call: ApiCall, max_retries: int, outcome: httpx.Response | Exception, retry: int, delay: float
     ) -> None:
         self.log.warning(
             "%s: %s; retry %d of %d in %.1f s",
@@ -560,32 +444,3 @@ class RunComfyHook(BaseHook):
             max_retries,
             delay,
         )
-
-    def _answer(self, call: _Call, response: httpx.Response, token: str) -> dict[str, Any]:
-        """
-        The body of the answer a call ended with, or the error it stands for.
-
-        A submit answer that names a job is returned whatever else it says (the job is paid for and
-        waited for, never sent again); an odd answer around it is logged.
-        """
-        job = job_of(response) if call.paid else None
-        if job is None:
-            return final_answer(call.what, call.paid, response, token)
-        if response.is_error or job.get("error_code") is not None:
-            self.log.warning(
-                "%s: RunComfy answered HTTP %s with error_code %s but also request_id %s; the job is "
-                "taken as accepted and waited for (it is never sent again)",
-                call.what,
-                response.status_code,
-                job.get("error_code"),
-                job.get("request_id"),
-            )
-        return job
-
-
-def _parsed(call: _Call, body: dict[str, Any], parse: Callable[[dict[str, Any]], R]) -> R:
-    """A catalog answer read by ``parse``; one it cannot read is :class:`RunComfyInvalidResponseError`."""
-    try:
-        return parse(body)
-    except ValueError as err:
-        raise RunComfyInvalidResponseError(f"{call.what}: {err}: {shown(body)}") from None
