@@ -8,8 +8,13 @@ the same question a hundred times. :class:`CatalogCache` keeps the answers for a
 process: long enough to spare the API, short enough that a price or schema change is seen within
 minutes.
 
-This module is light (standard library only): the hook imports it, and the operators import it
-while a DAG file is parsed.
+The answers of the catalog's endpoints are read here too (:func:`read_model`,
+:func:`read_model_page`, :func:`read_categories`), and its pages asked for (:func:`list_query`), so
+the hook only sends.
+
+This module is light (standard library only): the hook imports it, the operators import it while a
+DAG file is parsed, and the emulator serves the bundled models from it. Its readers raise
+``ValueError``; the hook turns that into the domain error.
 """
 
 from __future__ import annotations
@@ -149,6 +154,69 @@ class ModelPage:
 
     models: tuple[ModelInfo, ...]
     total: int
+
+
+# -- reading the catalog's answers and asking for its pages ------------------------------------------
+
+
+def read_model(body: dict[str, Any], model_id: str) -> ModelInfo:
+    """
+    The answer of ``GET /v1/models/{model_id}``.
+
+    :raises ValueError: when the answer names no model.
+    """
+    return ModelInfo.from_api(body, model_id=model_id.strip("/"))
+
+
+def read_model_page(body: dict[str, Any]) -> ModelPage:
+    """
+    One answer of ``GET /v1/models``; an entry that is not a model is left out, not the whole page.
+
+    :raises ValueError: when the answer has no ``models`` list.
+    """
+    entries = body.get("models")
+    if not isinstance(entries, list):
+        raise ValueError("the answer has no models list")
+    models = []
+    for entry in entries:
+        try:
+            models.append(ModelInfo.from_api(entry))
+        except ValueError:  # one odd entry should not hide the others
+            continue
+    total = body.get("total")
+    if isinstance(total, bool) or not isinstance(total, int):
+        total = len(models)
+    return ModelPage(models=tuple(models), total=total)
+
+
+def read_categories(body: dict[str, Any]) -> list[str]:
+    """
+    The answer of ``GET /v1/models/categories``.
+
+    :raises ValueError: when the answer has no ``categories`` list.
+    """
+    found = body.get("categories")
+    if not isinstance(found, list):
+        raise ValueError("the answer has no categories list")
+    return [item for item in found if isinstance(item, str)]
+
+
+def list_query(
+    search: str | None,
+    category: str | None,
+    kind: str | None,
+    include_schema: bool,
+    limit: int,
+    offset: int,
+) -> dict[str, str]:
+    """The query of one page of ``GET /v1/models``: the page, and only the filters given."""
+    params = {"limit": str(int(limit)), "offset": str(int(offset))}
+    for name, value in (("search", search), ("category", category), ("kind", kind)):
+        if value is not None and str(value).strip():
+            params[name] = str(value)
+    if include_schema:
+        params["include_schema"] = "true"
+    return params
 
 
 class CatalogCache:

@@ -18,7 +18,7 @@ What it promises, and why:
   chunk of memory, not 256 MB.
 * **The API token never leaves RunComfy's API.** The CDN is asked with a client that has no auth at
   all (a CDN, or wherever it redirects, has no business seeing the token).
-* **Transient failures are retried with the hook's policy** (:class:`~.transport.RetryPolicy`):
+* **Transient failures are retried with the hook's policy** (:meth:`~.transport.RetryPolicy.run`):
   transport errors, timeouts, a body cut short, 408/429/5xx; ``Retry-After`` is honoured. A 403/404
   means the link has expired: no retry can bring it back, and the error says so.
 
@@ -54,8 +54,10 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyOutputExpiredError,
 )
 from airflow_provider_runcomfy.transport import (
+    RetriesExhausted,
     RetryPolicy,
     Timeouts,
+    TransientError,
     is_transient_status,
     make_client,
     parse_retry_after,
@@ -409,14 +411,6 @@ def _resolve_destination(destination: Any, conn_id: str | None) -> _Destination:
 # -- copying ----------------------------------------------------------------------------------------
 
 
-class _Transient(Exception):
-    """One attempt failed in a way another attempt may fix."""
-
-    def __init__(self, cause: str, retry_after: float | None = None):
-        super().__init__(cause)
-        self.retry_after = retry_after
-
-
 @dataclass(frozen=True)
 class _Copied:
     name: str
@@ -499,7 +493,7 @@ def _copy_once(
             if status in EXPIRED_STATUSES:
                 raise _expired_error(url, status)
             if is_transient_status(status):
-                raise _Transient(f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
+                raise TransientError(f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
             if not response.is_success:
                 raise RunComfyDownloadError(
                     f"Could not copy {public_url(url)}: the CDN answered HTTP {status}"
@@ -526,7 +520,7 @@ def _copy_once(
                 expected = _content_length(response)
                 received = response.num_bytes_downloaded
                 if expected is not None and received != expected:
-                    raise _Transient(f"short body: {received} of {expected} bytes")
+                    raise TransientError(f"short body: {received} of {expected} bytes")
                 if verify_images and Path(name).suffix in VERIFIABLE_IMAGE_EXTENSIONS:
                     _verify_image(destination, temp_name, url)
                 destination.commit(temp_name, name)
@@ -542,7 +536,7 @@ def _copy_once(
         ) from err
     except httpx.TransportError as err:
         # Refused or dropped connections, timeouts, a body cut off before its Content-Length.
-        raise _Transient(f"{type(err).__name__}: {err or 'no detail'}") from err
+        raise TransientError(f"{type(err).__name__}: {err or 'no detail'}") from err
     except httpx.HTTPError as err:
         # A broken Content-Encoding, too many redirects: the same bytes would come again.
         raise RunComfyDownloadError(f"Could not copy {public_url(url)}: {type(err).__name__}: {err}") from err
@@ -559,11 +553,21 @@ def _copy_with_retries(
     chunk_size: int,
     max_bytes: int | None = None,
 ) -> _Copied:
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return _copy_once(
+    """:func:`_copy_once` until it works, retrying what :class:`TransientError` says may work next time."""
+
+    def log_retry(failure: object, retry: int, delay: float) -> None:
+        log.warning(
+            "Copy of %s failed (%s); retry %d of %d in %.1f s",
+            public_url(url),
+            failure,
+            retry,
+            policy.max_retries,
+            delay,
+        )
+
+    try:
+        return policy.run(
+            lambda: _copy_once(
                 client,
                 url,
                 destination,
@@ -571,23 +575,15 @@ def _copy_with_retries(
                 verify_images=verify_images,
                 chunk_size=chunk_size,
                 max_bytes=max_bytes,
-            )
-        except _Transient as failure:
-            if attempt > policy.max_retries:
-                raise RunComfyDownloadError(
-                    f"Could not copy RunComfy output {public_url(url)} after {attempt} attempt"
-                    f"{'s' if attempt != 1 else ''}: {failure}"
-                ) from failure
-            delay = policy.delay(attempt, failure.retry_after)
-            log.warning(
-                "Copy of %s failed (%s); retry %d of %d in %.1f s",
-                public_url(url),
-                failure,
-                attempt,
-                policy.max_retries,
-                delay,
-            )
-            time.sleep(delay)
+            ),
+            on_retry=log_retry,
+        )
+    except RetriesExhausted as exhausted:
+        attempts = exhausted.attempts
+        raise RunComfyDownloadError(
+            f"Could not copy RunComfy output {public_url(url)} after {attempts} attempt"
+            f"{'s' if attempts != 1 else ''}: {exhausted.last}"
+        ) from exhausted.__cause__
 
 
 def _urls_needing_full_query(urls: Sequence[str]) -> set[str]:

@@ -33,9 +33,9 @@ import asyncio
 import io
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -43,8 +43,11 @@ from PIL import Image
 
 from airflow_provider_runcomfy.exceptions import RunComfyInputError
 from airflow_provider_runcomfy.transport import (
+    RetriesExhausted,
+    RetryCounter,
     RetryPolicy,
     Timeouts,
+    TransientError,
     is_transient_status,
     make_async_client,
     parse_retry_after,
@@ -54,6 +57,8 @@ if TYPE_CHECKING:
     from airflow_provider_runcomfy.limits import ImageRules
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The first request's window: the header of nearly every image fits in it.
 FIRST_WINDOW = 16 * 1024
@@ -162,7 +167,7 @@ class _RemoteFile:
         self._retry = retry
         self._target: httpx.URL | str = url
         self._ranged = False
-        self._failures = 0
+        self._failures = RetryCounter()
         self._read_before = 0  # body bytes of responses already closed
         # The bytes last fetched: ``_buf`` holds file bytes from offset ``_buf_start``.
         self._buf = b""
@@ -241,18 +246,23 @@ class _RemoteFile:
     async def _drain_first_window(self) -> None:
         # The first answer of a ranged file is at most FIRST_WINDOW bytes: read it all, which also
         # keeps the connection in the pool.
-        response = self._response
-        assert response is not None
+        first = self._response
+        assert first is not None
         self._response = None
-        try:
-            body = await self._read_span(response, FIRST_WINDOW)
-        except httpx.TransportError as err:
-            await self._close(response)
-            await self._failed(f"{type(err).__name__}: {err}", None)
-            self._buf, self._buf_start = await self._fetch_range(0, FIRST_WINDOW), 0
-            return
-        await self._close(response)
-        self._buf, self._buf_start = body, 0
+
+        async def attempt() -> bytes:
+            nonlocal first
+            response, first = first, None
+            if response is None:  # the first answer broke off: ask for the window again
+                return await self._fetch_range(0, FIRST_WINDOW)
+            try:
+                return await self._read_span(response, FIRST_WINDOW)
+            except httpx.TransportError as err:
+                raise TransientError(f"{type(err).__name__}: {err}") from err
+            finally:
+                await self._close(response)
+
+        self._buf, self._buf_start = await self._retried(attempt), 0
 
     async def _read_range(self, offset: int, end: int, window: int) -> bytes:
         buf_end = self._buf_start + len(self._buf)
@@ -269,7 +279,8 @@ class _RemoteFile:
             end = min(end, self.total)
         if end <= start:
             return b""
-        while True:
+
+        async def attempt() -> bytes:
             response = await self._send({"Range": f"bytes={start}-{end - 1}"})
             span = _content_range(response.headers.get("Content-Range"))
             if response.status_code != 206 or span is None or span[0] != start:
@@ -280,13 +291,13 @@ class _RemoteFile:
                     f"request it announced support for (bytes {start}-{end - 1})",
                 )
             try:
-                body = await self._read_span(response, end - start)
+                return await self._read_span(response, end - start)
             except httpx.TransportError as err:
+                raise TransientError(f"{type(err).__name__}: {err}") from err
+            finally:
                 await self._close(response)
-                await self._failed(f"{type(err).__name__}: {err}", None)
-                continue
-            await self._close(response)
-            return body
+
+        return await self._retried(attempt)
 
     async def _read_span(self, response: httpx.Response, want: int) -> bytes:
         """
@@ -342,7 +353,10 @@ class _RemoteFile:
 
     async def _next_chunk(self) -> bytes:
         """The next chunk of the plain stream (``b""`` at its end), restarting it after a failure."""
-        while not self._eof:
+        if self._eof:
+            return b""
+
+        async def attempt() -> bytes:
             try:
                 if self._chunks is None:
                     await self._start_stream()
@@ -352,14 +366,15 @@ class _RemoteFile:
                 self._check_budget(self.bytes_read)
             except httpx.TransportError as err:
                 await self.aclose()
-                await self._failed(f"{type(err).__name__}: {err or 'no details'}", None)
-                continue
-            if not chunk:
-                self._eof = True
-                await self.aclose()
-            self._stream_pos += len(chunk)
+                raise TransientError(f"{type(err).__name__}: {err or 'no details'}") from err
             return chunk
-        return b""
+
+        chunk = await self._retried(attempt)
+        if not chunk:
+            self._eof = True
+            await self.aclose()
+        self._stream_pos += len(chunk)
+        return chunk
 
     async def _start_stream(self) -> None:
         """
@@ -386,7 +401,9 @@ class _RemoteFile:
 
     async def _send(self, headers: dict[str, str]) -> httpx.Response:
         """One GET with its body unread; retried while the failure is transient."""
-        while True:
+
+        async def attempt() -> httpx.Response:
+            nonlocal headers
             self._requests += 1
             if self._requests > self.max_requests:
                 raise RunComfyInputError(
@@ -403,8 +420,7 @@ class _RemoteFile:
             except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as err:
                 raise RunComfyInputError(self.field, f"could not be fetched: {err}") from None
             except httpx.TransportError as err:
-                await self._failed(f"{type(err).__name__}: {err or 'no details'}", None)
-                continue
+                raise TransientError(f"{type(err).__name__}: {err or 'no details'}") from err
             status = response.status_code
             if status in (200, 206):
                 return response
@@ -412,33 +428,42 @@ class _RemoteFile:
             if status == 416 and "Range" in headers:
                 # Not even byte 0 exists: an empty file. Ask plainly, so it is reported as empty.
                 headers = {}
-                continue
+                return await attempt()
             if not is_transient_status(status):
                 raise RunComfyInputError(
                     self.field,
                     f"answered HTTP {status} ({response.reason_phrase or 'error'}); RunComfy fetches input "
                     "images with a plain GET, so the URL must be publicly readable",
                 )
-            await self._failed(f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
+            raise TransientError(f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
 
-    async def _failed(self, failure: str, retry_after: float | None) -> None:
-        """Count a transient failure: wait before the next try, or give up after the last one."""
-        self._failures += 1
-        if self._failures > self._retry.max_retries:
-            raise RunComfyInputError(
-                self.field, f"could not be fetched: {failure} (after {self._failures} attempts)"
+        return await self._retried(attempt)
+
+    async def _retried(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """
+        ``attempt`` under the retry policy, its failures counted with every other of this file's.
+
+        The count is per file, not per request: a host that keeps failing costs
+        :attr:`RetryPolicy.max_retries` retries for the whole check, however many requests it takes.
+        """
+
+        def log_retry(failure: object, retry: int, delay: float) -> None:
+            log.warning(
+                "%s: fetching %s failed (%s); retry %d of %d in %.1f s",
+                self.field,
+                self.url,
+                failure,
+                retry,
+                self._retry.max_retries,
+                delay,
             )
-        delay = self._retry.delay(self._failures, retry_after)
-        log.warning(
-            "%s: fetching %s failed (%s); retry %d of %d in %.1f s",
-            self.field,
-            self.url,
-            failure,
-            self._failures,
-            self._retry.max_retries,
-            delay,
-        )
-        await asyncio.sleep(delay)
+
+        try:
+            return await self._retry.arun(attempt, on_retry=log_retry, counter=self._failures)
+        except RetriesExhausted as exhausted:
+            raise RunComfyInputError(
+                self.field, f"could not be fetched: {exhausted.last} (after {exhausted.attempts} attempts)"
+            ) from None
 
     async def _close(self, response: httpx.Response) -> None:
         self._read_before += response.num_bytes_downloaded

@@ -6,6 +6,12 @@ are transient, how long to wait before trying again, and who may see the token. 
 the API; the image checks and downloads talk to image hosts and the output CDN, which must never
 see the token, so they use clients built here without :class:`BearerAuth`.
 
+Retrying is decided here too, once: :meth:`RetryPolicy.run` (and :meth:`RetryPolicy.arun`) is the
+one loop around an attempt that the hook, the image checks and the downloads share. It counts the
+failed attempts, waits with backoff and jitter, honours ``Retry-After``, bounds each attempt by an
+overall deadline when asked, and gives up with :class:`RetriesExhausted`. What may be retried stays
+the caller's call (a paid submit only when nothing was created).
+
 The hook's async calls (a triggerer may run a thousand RunComfy triggers in one event loop) go
 through :class:`SharedAsyncTransport`: one small set of keep-alive connections per event loop,
 shared by every hook on that loop. See that class for why.
@@ -24,7 +30,7 @@ import select
 import ssl
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import h11
 import httpcore
@@ -33,9 +39,20 @@ import httpx
 from airflow_provider_runcomfy import __version__
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator, Mapping
+    from collections.abc import (
+        AsyncIterable,
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Generator,
+        Iterable,
+        Iterator,
+        Mapping,
+    )
 
 USER_AGENT = f"airflow-provider-runcomfy/{__version__}"
+
+T = TypeVar("T")
 
 #: Statuses after which the same read-only call may well succeed.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -80,6 +97,54 @@ def _number(extra: Mapping[str, Any], key: str, default: float) -> float:
     return number
 
 
+@dataclass
+class RetryCounter:
+    """Failed attempts of one piece of work, counted across the :meth:`RetryPolicy.run` calls it takes."""
+
+    failures: int = 0
+
+
+class RetriesExhausted(Exception):
+    """
+    Every attempt :class:`RetryPolicy` allowed failed.
+
+    :param last: the last failure: the outcome ``attempt`` returned, or the exception it raised.
+    :param attempts: how many attempts failed (in all, for a shared :class:`RetryCounter`).
+    """
+
+    def __init__(self, last: object, attempts: int) -> None:
+        super().__init__(f"gave up after {attempts} attempts: {last}")
+        self.last = last
+        self.attempts = attempts
+
+
+class TransientError(Exception):
+    """
+    An attempt failed in a way another attempt may fix (the default of what :meth:`RetryPolicy.run` retries).
+
+    :param cause: what went wrong, for messages and logs.
+    :param retry_after: the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(self, cause: str, retry_after: float | None = None) -> None:
+        super().__init__(cause)
+        self.retry_after = retry_after
+
+
+def is_transient_failure(outcome: object) -> bool:
+    """The default judgement of :meth:`RetryPolicy.run`: only a :class:`TransientError` is retried."""
+    return isinstance(outcome, TransientError)
+
+
+def retry_after_of(failure: object) -> float | None:
+    """The ``Retry-After`` of a failed attempt: an HTTP answer's header, or a :class:`TransientError`'s."""
+    if isinstance(failure, httpx.Response):
+        return parse_retry_after(failure.headers.get("Retry-After"))
+    if isinstance(failure, TransientError):
+        return failure.retry_after
+    return None
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """
@@ -116,6 +181,105 @@ class RetryPolicy:
         if retry_after is not None:
             wait = max(wait, retry_after)
         return min(wait, self.max_delay)
+
+    def run(
+        self,
+        attempt: Callable[[], T],
+        *,
+        may_retry: Callable[[T | Exception], bool] = is_transient_failure,
+        on_retry: Callable[[T | Exception, int, float], None] | None = None,
+        deadline: float | None = None,
+        counter: RetryCounter | None = None,
+    ) -> T:
+        """
+        Call ``attempt`` until it gives an outcome that ``may_retry`` refuses, waiting between tries.
+
+        An outcome is what ``attempt`` returns or the exception it raises: one that ``may_retry``
+        refuses is returned or raised as it is; one it accepts is another failed attempt. After
+        :attr:`max_retries` retries the next failure raises :class:`RetriesExhausted` (chained to the
+        last exception, if it was one). Before each retry the wait is :meth:`delay`, with the
+        ``Retry-After`` of the failure (:func:`retry_after_of`), and ``on_retry`` hears of it.
+
+        :param attempt: one try, e.g. one HTTP exchange.
+        :param may_retry: whether an outcome is a failure worth another try (default: a
+            :class:`TransientError`). Deciding this is the caller's: a paid call retries only what
+            proves nothing was created.
+        :param on_retry: called with the failure, the retry number (1-based) and the wait in seconds,
+            before the wait (to log it).
+        :param deadline: seconds each attempt may take in all (connect, send, the whole answer);
+            enforced on the sockets of :func:`make_client`'s clients (:func:`call_deadline`).
+        :param counter: failures counted across several runs (every request for one file); by
+            default each run counts its own.
+        :raises RetriesExhausted: when the last allowed attempt failed too.
+        """
+        counter = counter if counter is not None else RetryCounter()
+        while True:
+            outcome: T | Exception
+            try:
+                with call_deadline(deadline) if deadline is not None else contextlib.nullcontext():
+                    outcome = attempt()
+            except Exception as err:
+                if not may_retry(err):
+                    raise
+                outcome = err
+            else:
+                if not may_retry(outcome):
+                    return outcome
+            time.sleep(self._next_wait(outcome, counter, on_retry))
+
+    async def arun(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        may_retry: Callable[[T | Exception], bool] = is_transient_failure,
+        on_retry: Callable[[T | Exception, int, float], None] | None = None,
+        deadline: float | None = None,
+        counter: RetryCounter | None = None,
+    ) -> T:
+        """
+        The async :meth:`run`: the same rules, waiting with :func:`asyncio.sleep`.
+
+        An attempt that outlives ``deadline`` is cancelled and counts as an :class:`httpx.ReadTimeout`
+        (what the sync form raises at the socket), so ``may_retry`` reads both forms alike.
+        """
+        counter = counter if counter is not None else RetryCounter()
+        while True:
+            outcome: T | Exception
+            try:
+                outcome = await (attempt() if deadline is None else _before(deadline, attempt))
+            except Exception as err:
+                if not may_retry(err):
+                    raise
+                outcome = err
+            else:
+                if not may_retry(outcome):
+                    return outcome
+            await asyncio.sleep(self._next_wait(outcome, counter, on_retry))
+
+    def _next_wait(
+        self,
+        failure: T | Exception,
+        counter: RetryCounter,
+        on_retry: Callable[[T | Exception, int, float], None] | None,
+    ) -> float:
+        """Count one failure: the seconds to wait before the next try, or :class:`RetriesExhausted`."""
+        counter.failures += 1
+        if counter.failures > self.max_retries:
+            cause = failure if isinstance(failure, BaseException) else None
+            raise RetriesExhausted(failure, counter.failures) from cause
+        wait = self.delay(counter.failures, retry_after_of(failure))
+        if on_retry is not None:
+            on_retry(failure, counter.failures, wait)
+        return wait
+
+
+async def _before(deadline: float, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Await ``attempt`` for at most ``deadline`` seconds; past it, fail as a read timeout."""
+    try:
+        async with asyncio.timeout(deadline):
+            return await attempt()
+    except TimeoutError:
+        raise httpx.ReadTimeout(f"no complete answer within the call's deadline of {deadline:g} s") from None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from airflow_provider_runcomfy.transport import USER_AGENT, RetryPolicy, Timeout
 from airflow_provider_runcomfy.validation import EDIT_SPEC, VIDEO_SPEC
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
     from airflow_provider_runcomfy.validation import ImageRules
 
@@ -415,3 +415,38 @@ def test_a_stream_cut_short_is_fetched_again_and_resumed(plain_server: str) -> N
     result = probe(f"{plain_server}/padded.jpg")
     assert (result.width, result.height, result.size_bytes) == (800, 600, 1_000_000)
     assert len(_PlainHandler.gets) == 2
+
+
+def test_retries_are_counted_per_file_across_its_requests() -> None:
+    # One failure on the first request, then every later range request fails: with two retries
+    # allowed per file, the third failure ends the check, wherever it came from (a count per request
+    # would send one request more).
+    from airflow_provider_runcomfy.images import FIRST_WINDOW, _RemoteFile
+
+    sent: list[str] = []
+
+    class Window(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"\x00" * FIRST_WINDOW
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("Range", ""))
+        if len(sent) == 2:
+            headers = {"Content-Range": f"bytes 0-{FIRST_WINDOW - 1}/100000"}
+            return httpx.Response(206, headers=headers, stream=Window())
+        return httpx.Response(503)
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            source = _RemoteFile(client, "image_urls[0]", "https://images.test/a.png", FAST)
+            try:
+                await source.open()
+                assert await source.read_at(0, 4) == b"\x00" * 4
+                await source.read_at(50_000, 4)
+            finally:
+                await source.aclose()
+
+    with pytest.raises(RunComfyInputError, match=r"HTTP 503 \(after 3 attempts\)"):
+        asyncio.run(main())
+    assert len(sent) == 4
+    assert sent[-1].startswith("bytes=50000-")
