@@ -36,7 +36,8 @@ from airflow_provider_runcomfy.exceptions import (
     scrub,
 )
 from airflow_provider_runcomfy.jobs import CancelOutcome
-from airflow_provider_runcomfy.transport import AnswerTooLargeError, RetriesExhausted, is_transient_status
+from airflow_provider_runcomfy.retry import RetriesExhausted, is_transient_status
+from airflow_provider_runcomfy.transport import AnswerTooLargeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

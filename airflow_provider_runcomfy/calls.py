@@ -19,7 +19,7 @@ import httpx
 from airflow_provider_runcomfy.answers import NOTHING_SENT, job_of
 from airflow_provider_runcomfy.catalog import list_query
 from airflow_provider_runcomfy.exceptions import RunComfyBadRequestError
-from airflow_provider_runcomfy.transport import is_transient_status
+from airflow_provider_runcomfy.retry import is_transient_status
 
 SUBMIT_PATH = "/v1/models/{model_id}"
 CATALOG_PATH = "/v1/models"

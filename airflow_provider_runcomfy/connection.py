@@ -16,7 +16,8 @@ import httpx
 
 from airflow_provider_runcomfy import conn_fields
 from airflow_provider_runcomfy.exceptions import RunComfyAuthError, RunComfyBadRequestError
-from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts
+from airflow_provider_runcomfy.retry import RetryPolicy
+from airflow_provider_runcomfy.transport import Timeouts
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

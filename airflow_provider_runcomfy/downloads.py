@@ -18,7 +18,7 @@ What it promises, and why:
   chunk of memory, not 256 MB.
 * **The API token never leaves RunComfy's API.** The CDN is asked with a client that has no auth at
   all (a CDN, or wherever it redirects, has no business seeing the token).
-* **Transient failures are retried with the hook's policy** (:meth:`~.transport.RetryPolicy.run`):
+* **Transient failures are retried with the hook's policy** (:meth:`~.retry.RetryPolicy.run`):
   transport errors, timeouts, a body cut short, 408/429/5xx; ``Retry-After`` is honoured. A 403/404
   means the link has expired: no retry can bring it back, and the error says so.
 
@@ -53,15 +53,14 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyInputError,
     RunComfyOutputExpiredError,
 )
-from airflow_provider_runcomfy.transport import (
+from airflow_provider_runcomfy.retry import (
     RetriesExhausted,
     RetryPolicy,
-    Timeouts,
     TransientError,
     is_transient_status,
-    make_client,
     parse_retry_after,
 )
+from airflow_provider_runcomfy.transport import Timeouts, make_client
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath

@@ -42,16 +42,15 @@ import httpx
 from PIL import Image
 
 from airflow_provider_runcomfy.exceptions import RunComfyInputError
-from airflow_provider_runcomfy.transport import (
+from airflow_provider_runcomfy.retry import (
     RetriesExhausted,
     RetryCounter,
     RetryPolicy,
-    Timeouts,
     TransientError,
     is_transient_status,
-    make_async_client,
     parse_retry_after,
 )
+from airflow_provider_runcomfy.transport import Timeouts, make_async_client
 
 if TYPE_CHECKING:
     from airflow_provider_runcomfy.limits import ImageRules

@@ -61,8 +61,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from airflow_provider_runcomfy.limits import ImageRules
+    from airflow_provider_runcomfy.retry import RetryPolicy
     from airflow_provider_runcomfy.schema import MediaField, ModelSchema
-    from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts
+    from airflow_provider_runcomfy.transport import Timeouts
 
 #: The largest request body RunComfy's own client sends (``MAX_REQUEST_BYTES`` of the partner nodes).
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -491,7 +492,8 @@ def probe_file_sizes(
     import asyncio
 
     from airflow_provider_runcomfy.images import MAX_REDIRECTS
-    from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts, make_async_client
+    from airflow_provider_runcomfy.retry import RetryPolicy
+    from airflow_provider_runcomfy.transport import Timeouts, make_async_client
 
     policy = retry if retry is not None else RetryPolicy()
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_runcomfy.transport import (
+from airflow_provider_runcomfy.retry import (
     RetriesExhausted,
     RetryCounter,
     RetryPolicy,
@@ -32,8 +32,8 @@ def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def asleep(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr("airflow_provider_runcomfy.transport.time.sleep", waits.append)
-    monkeypatch.setattr("airflow_provider_runcomfy.transport.asyncio.sleep", asleep)
+    monkeypatch.setattr("airflow_provider_runcomfy.retry.time.sleep", waits.append)
+    monkeypatch.setattr("airflow_provider_runcomfy.retry.asyncio.sleep", asleep)
     return waits
 
 
@@ -162,19 +162,19 @@ def test_zero_retries_tries_once(slept: list[float]) -> None:
 
 
 def test_the_sync_deadline_bounds_each_attempt_on_the_socket(slept: list[float]) -> None:
-    from airflow_provider_runcomfy import transport
+    from airflow_provider_runcomfy import retry
 
     seen: list[float | None] = []
 
     def attempt() -> str:
-        seen.append(transport._DEADLINE.get())
+        seen.append(retry._DEADLINE.get())
         return "answer"
 
     started = time.monotonic()
     assert RetryPolicy().run(attempt, deadline=5.0) == "answer"
     assert seen[0] is not None
     assert started + 4.0 < seen[0] <= time.monotonic() + 5.0
-    assert transport._DEADLINE.get() is None  # only for the attempt
+    assert retry._DEADLINE.get() is None  # only for the attempt
     RetryPolicy().run(attempt)
     assert seen[1] is None
 
@@ -198,7 +198,7 @@ def test_the_async_deadline_turns_a_slow_attempt_into_a_retried_read_timeout(
         return "answer"
 
     async def main() -> str:
-        monkeypatch.setattr("airflow_provider_runcomfy.transport.asyncio.sleep", fake_sleep)
+        monkeypatch.setattr("airflow_provider_runcomfy.retry.asyncio.sleep", fake_sleep)
         policy = RetryPolicy(max_retries=1, backoff=0.0, max_delay=0.0)
         return await policy.arun(
             attempt, may_retry=lambda outcome: isinstance(outcome, httpx.ReadTimeout), deadline=0.05

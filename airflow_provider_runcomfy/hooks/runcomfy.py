@@ -5,7 +5,7 @@ The rules that keep a paid API safe are applied here, once, for every operator, 
 
 * status, result and cancel are free and idempotent, so they are retried on transport errors,
   timeouts, 408, 429 and 5xx, with bounded exponential backoff and jitter, honouring ``Retry-After``
-  (:meth:`RetryPolicy.run <airflow_provider_runcomfy.transport.RetryPolicy.run>`);
+  (:meth:`RetryPolicy.run <airflow_provider_runcomfy.retry.RetryPolicy.run>`);
 * a submit is paid and RunComfy has no idempotency key, so it is sent again only when the server
   certainly did not take it (no connection could be made, or 429); an answer naming a job is that
   job, whatever else it says; otherwise the error says the job may exist and how to check;

@@ -922,7 +922,8 @@ class RunComfyDownloadOperator(DownloadLineageMixin, BaseOperator):
         """Copy every URL and return where each landed."""
         self._ran = True
         from airflow_provider_runcomfy.downloads import copy_outputs, flatten_urls
-        from airflow_provider_runcomfy.transport import RetryPolicy, Timeouts
+        from airflow_provider_runcomfy.retry import RetryPolicy
+        from airflow_provider_runcomfy.transport import Timeouts
 
         urls = flatten_urls(self.urls)
         retry, timeouts = RetryPolicy(), Timeouts()
