@@ -46,10 +46,7 @@ from airflow_provider_runcomfy.exceptions import (
 from airflow_provider_runcomfy.jobs import RequestWatch
 from airflow_provider_runcomfy.operators.batch_preflight import BatchPreflight, check_settings
 from airflow_provider_runcomfy.operators.batch_records import finish_batch, load_ledger, push_ledger
-from airflow_provider_runcomfy.operators.runcomfy import (
-    DEFERRAL_GRACE,
-    cancel_if_queued,
-)
+from airflow_provider_runcomfy.waiting import DEFERRAL_GRACE, cancel_if_queued
 
 if TYPE_CHECKING:
     import os

@@ -34,17 +34,11 @@ from airflow_provider_runcomfy.exceptions import (
     WAIT_FATAL_ERRORS,
     RunComfyError,
     RunComfyInputError,
-    RunComfyJobCancelledError,
-    RunComfyJobError,
-    RunComfyJobFailedError,
-    RunComfyJobTimeoutError,
     RunComfyNotFoundError,
 )
 from airflow_provider_runcomfy.jobs import (
     DEFAULT_PROGRESS_INTERVAL,
-    CancelOutcome,
     Endpoint,
-    EventStatus,
     Phase,
     RequestWatch,
     WaitProgress,
@@ -71,6 +65,14 @@ from airflow_provider_runcomfy.validation import (
     normalize_size,
     validate_inputs,
 )
+from airflow_provider_runcomfy.waiting import (
+    DEFERRAL_GRACE,
+    cancel_if_queued,
+    finish_wait,
+    look_before_deferring,
+    wait_in_worker,
+)
+from airflow_provider_runcomfy.waiting import look_once as look_once  # kept importable from here
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -82,135 +84,11 @@ if TYPE_CHECKING:
     from airflow_provider_runcomfy.schema import ModelSchema
     from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
 
-#: How much longer than ``timeout`` Airflow's own deferral timeout is: a backstop for a lost trigger,
-#: since the trigger itself ends the wait (and cancels a queued job) at ``timeout``.
-DEFERRAL_GRACE = timedelta(minutes=10)
-
 #: The defaults of the keyword parameters every model operator takes, named once so that the
 #: model-specific operators, which spell these parameters out for IDEs and ``help()``, cannot drift.
 DEFAULT_DEFERRABLE: bool = conf.getboolean("operators", "default_deferrable", fallback=False)
 DEFAULT_POLL_INTERVAL: float = 5
 DEFAULT_TIMEOUT: float = 3600
-
-
-def finish_wait(task: BaseOperator, context: Context, event: Any, *, model_id: str | None) -> list[str]:
-    """
-    Turn the outcome of a wait into the task's result, or raise.
-
-    Shared by the operators and the sensor. Only an explicit success returns: a failed, cancelled,
-    timed-out or broken wait, a missing event or an unknown status raises a domain exception that
-    names the request and the model. On success the ``result`` XCom is pushed and the URL list is
-    returned, so it becomes ``return_value``.
-    """
-    if not isinstance(event, dict):
-        raise RunComfyJobError(f"RunComfy wait ended without an event (got {event!r}); model {model_id}")
-    request_id = event.get("request_id")
-    where = f"RunComfy request {request_id} (model {model_id or 'unknown'})"
-    status = event.get("status")
-    message = event.get("message") or ""
-    if status == EventStatus.SUCCESS.value:
-        result = {**(event.get("result") or {}), "model_id": model_id}
-        urls = list(result.get("urls") or [])
-        if not urls:
-            task.log.warning("%s succeeded without any output URL (output: %s)", where, result.get("output"))
-        context["ti"].xcom_push(key="result", value=result)
-        task.log.info("%s succeeded with %d output(s)", where, len(urls))
-        if result.get("cost_usd") is not None:
-            task.log.info("%s cost $%s (as RunComfy reported it)", where, f"{result['cost_usd']:g}")
-        return urls
-    error: type[RunComfyJobError]
-    if status == EventStatus.FAILED.value:
-        error, text = RunComfyJobFailedError, f"{where} failed: {message}"
-    elif status == EventStatus.CANCELLED.value:
-        error, text = RunComfyJobCancelledError, f"{where} was cancelled"
-    elif status == EventStatus.TIMEOUT.value:
-        error, text = RunComfyJobTimeoutError, f"{where} timed out: {message}"
-    elif status == EventStatus.ERROR.value:
-        error, text = RunComfyJobError, f"Waiting for {where} failed: {message}"
-    else:
-        error, text = RunComfyJobError, f"{where}: unknown wait outcome {status!r}"
-    raise error(text, request_id=request_id, model_id=model_id)
-
-
-def look_once(hook: RunComfyHook, watch: RequestWatch) -> dict[str, Any] | None:
-    """
-    One poll with the sync hook: the final event once the job is over, else ``None``.
-
-    The sync twin of the trigger's poll. Any final word on the status endpoint sends it to the result
-    endpoint, which alone says how the job ended (:meth:`RequestWatch.outcome`).
-    """
-    if watch.observe(hook.get_status(watch.request_id)).is_terminal:
-        return watch.outcome(hook.get_result(watch.request_id))
-    return None
-
-
-def cancel_if_queued(hook: RunComfyHook, watch: RequestWatch, log: Any) -> CancelOutcome | None:
-    """
-    Cancel a job that may still be queued when its wait timed out; ``None`` when none was made.
-
-    A failed cancel is logged, not raised: the wait still ends as a timeout, which says the job was
-    not cancelled.
-    """
-    if not watch.may_be_queued:
-        return None
-    try:
-        outcome = hook.cancel(watch.request_id)
-    except RunComfyError as err:
-        log.warning("Could not cancel RunComfy request %s: %s", watch.request_id, err)
-        return None
-    log.info("RunComfy request %s %s", watch.request_id, outcome.description)
-    return outcome
-
-
-def wait_in_worker(
-    hook: RunComfyHook,
-    request_id: str,
-    *,
-    poll_interval: float,
-    end_time: float | None,
-    cancel_on_timeout: bool,
-    log: Any,
-    max_failed_polls: int = 5,
-    progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
-    started_at: float | None = None,
-) -> dict[str, Any]:
-    """
-    The in-worker twin of :class:`RunComfyRequestTrigger`: the same wait with the sync hook.
-
-    Returns the same event the trigger would yield, so both paths end in :func:`finish_wait`. Like
-    the trigger it logs each change, and every ``progress_interval`` seconds without one a progress
-    line (:class:`~airflow_provider_runcomfy.jobs.WaitProgress`), counting from ``started_at`` (the
-    submit; now when not given).
-    """
-    progress = WaitProgress(
-        started_at=time.time() if started_at is None else started_at,
-        end_time=end_time,
-        interval=progress_interval,
-    )
-    watch = RequestWatch(request_id, log, progress=progress)
-    failed_polls = 0
-    while True:
-        now = time.time()
-        deadline_passed = end_time is not None and now >= end_time
-        try:
-            event = look_once(hook, watch)
-            if event is not None:
-                return event
-            if deadline_passed:
-                return watch.timed_out(cancel_if_queued(hook, watch, log) if cancel_on_timeout else None)
-        except WAIT_FATAL_ERRORS as err:
-            return watch.error(str(err))
-        except RunComfyError as err:
-            failed_polls += 1
-            watch.poll_failed()
-            if deadline_passed or failed_polls >= max_failed_polls:
-                return watch.error(f"{failed_polls} polls in a row failed; the last: {err}")
-            log.warning("Poll %d of request %s failed: %s", failed_polls, request_id, err)
-        else:
-            failed_polls = 0
-        watch.report_progress()
-        sleep = poll_interval if end_time is None else max(0.0, min(poll_interval, end_time - time.time()))
-        time.sleep(sleep)
 
 
 class RunComfyModelOperator(SchemaLookupMixin, ModelLineageMixin, ResumableJobMixin, BaseOperator):
@@ -549,21 +427,8 @@ class RunComfyModelOperator(SchemaLookupMixin, ModelLineageMixin, ResumableJobMi
     # -- deferral ----------------------------------------------------------------------------------
 
     def _outcome_if_finished(self, watch: RequestWatch) -> dict[str, Any] | None:
-        """
-        One status check before deferring: the outcome if the job is over, else ``None``.
-
-        Only a shortcut, so a transient failure here is no reason to fail the task: the trigger polls
-        with the same retry policy. Errors no poll can fix (auth, not found) still fail at once.
-        """
-        try:
-            return look_once(self.hook, watch)
-        except WAIT_FATAL_ERRORS:
-            raise
-        except RunComfyError as err:
-            self.log.warning(
-                "Status check of request %s failed (%s); the trigger will poll", watch.request_id, err
-            )
-            return None
+        """One status check before deferring: the outcome if the job is over, else ``None``."""
+        return look_before_deferring(self.hook, watch, self.log)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger fired: return the URLs on success, raise on anything else."""
