@@ -19,6 +19,7 @@ from tests import airflow_utils as au
 from tests.conftest import TEST_TOKEN, conn_json
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 EDIT = "bytedance/dreamina-4-0/edit"
@@ -34,39 +35,45 @@ def failed_status_answers(emu: Any, request_id: str) -> int:
 
 
 @pytest.fixture
-def one_retry(emu: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The emulator, with a connection whose polls try twice (the try and one retry)."""
+def sense_through(
+    emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[[str, int | None], tuple[Any, str, Path]]:
+    """
+    Run the outage sensor DAG in ``mode`` on a new job whose status polls answer 503 ``times`` times
+    (``None``: every time), with a connection whose polls try twice (the try and one retry).
+
+    Returns the run, the request id and the file the failure callback writes to.
+    """
     monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emu.base_url, max_retries=1))
-    return emu
-
-
-def run_sensor(emu: Any, mode: str, request_id: str, failures: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    failures = tmp_path / "failures.txt"
     monkeypatch.setenv("RUNCOMFY_TEST_FAILURES", str(failures))
-    dag = au.test_dags(emu.base_url)[f"rc_sense_outage_{mode}"]
-    return au.run_dag(dag, run_conf={"request_id": request_id})
+
+    def run(mode: str, times: int | None) -> tuple[Any, str, Path]:
+        request_id = submit(emu)
+        emu.add_fault(Fault(path=rf"/{request_id}/status$", kind="status", status=503, times=times))
+        dag = au.test_dags(emu.base_url)[f"rc_sense_outage_{mode}"]
+        return au.run_dag(dag, run_conf={"request_id": request_id}), request_id, failures
+
+    return run
 
 
 @MODES
 def test_the_sensor_pokes_on_through_failed_polls_and_succeeds(
-    one_retry: Any,
+    emu: Any,
+    sense_through: Any,
     mode: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    emu = one_retry
-    request_id = submit(emu)
     # Two whole polls fail (each the try and its retry): the first poke, or the check before deferring.
-    emu.add_fault(Fault(path=rf"/{request_id}/status$", kind="status", status=503, times=4))
-    run = run_sensor(emu, mode, request_id, tmp_path / "failures.txt", monkeypatch)
+    run, request_id, failures = sense_through(mode, 4)
     assert run.state == "success", au.task_states(run)
     assert failed_status_answers(emu, request_id) == 4, "both failed polls reached the emulator"
     urls = au.xcoms(run)[("sense", -1)]
     assert urls
     assert all(url.startswith(emu.base_url) for url in urls)
     assert au.xcoms(run, "result")[("sense", -1)]["request_id"] == request_id
-    assert not (tmp_path / "failures.txt").exists()
+    assert not failures.exists()
     logs = caplog.text + "".join(capfd.readouterr())
     assert f"Poll 1 of request {request_id} failed" in logs
     if mode == "poke":  # deferred, the second failed poll is the trigger's first (its count starts anew)
@@ -76,18 +83,13 @@ def test_the_sensor_pokes_on_through_failed_polls_and_succeeds(
 
 @MODES
 def test_more_failed_polls_in_a_row_than_allowed_fail_the_sensor_clearly(
-    one_retry: Any,
+    emu: Any,
+    sense_through: Any,
     mode: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    emu = one_retry
-    request_id = submit(emu)
-    emu.add_fault(Fault(path=rf"/{request_id}/status$", kind="status", status=503, times=None))
-    failures = tmp_path / "failures.txt"
-    run = run_sensor(emu, mode, request_id, failures, monkeypatch)
+    run, request_id, failures = sense_through(mode, None)
     assert run.state == "failed"
     assert au.task_states(run)[("sense", -1)] == "failed"
     (text,) = failures.read_text().splitlines()
