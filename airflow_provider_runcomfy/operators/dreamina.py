@@ -3,8 +3,9 @@ The operators of the two documented models: Dreamina 4.0 edit and Dreamina 3.0 P
 
 Each is :class:`~.model.RunComfyModelOperator` with the model fixed and its documented inputs spelled
 out as typed, templated parameters (for IDEs, ``help()`` and ``.partial().expand()``); what maps them
-to the model's inputs is here too. Everything else (schema, cost, submit, wait) is the generic
-operator's. The models' ids, sizes and page rules live in :mod:`airflow_provider_runcomfy.documented`.
+to the model's inputs is :func:`~airflow_provider_runcomfy.documented.edit_inputs` and
+:func:`~airflow_provider_runcomfy.documented.video_inputs`, beside the models' ids, sizes and page
+rules. Everything else (schema, cost, submit, wait) is the generic operator's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os  # noqa: TC003 - the signatures are evaluated at run time (inspect.signature, IDEs)
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_runcomfy.exceptions import RunComfyInputError
+from airflow_provider_runcomfy.documented import EDIT_MODEL_ID, VIDEO_MODEL_ID, edit_inputs, video_inputs
 from airflow_provider_runcomfy.jobs import DEFAULT_PROGRESS_INTERVAL
 from airflow_provider_runcomfy.operators.model import (
     DEFAULT_DEFERRABLE,
@@ -20,7 +21,6 @@ from airflow_provider_runcomfy.operators.model import (
     DEFAULT_TIMEOUT,
     RunComfyModelOperator,
 )
-from airflow_provider_runcomfy.validation import EDIT_MODEL_ID, SIZE_FIELD, VIDEO_MODEL_ID, normalize_size
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -108,17 +108,9 @@ class RunComfyImageEditOperator(RunComfyModelOperator):
 
     def build_inputs(self) -> dict[str, Any]:
         """Map the operator's fields to the model's documented inputs, leaving unset options out."""
-        inputs: dict[str, Any] = {
-            "image_urls": _url_list(self.image_urls, "image_urls"),
-            "prompt": self.prompt,
-        }
-        if self.size is not None:
-            inputs[SIZE_FIELD] = normalize_size(self.size)
-        if self.scale is not None:
-            inputs["scale"] = self.scale
-        if self.force_single is not None:
-            inputs["force_single"] = self.force_single
-        return inputs
+        return edit_inputs(
+            self.image_urls, self.prompt, size=self.size, scale=self.scale, force_single=self.force_single
+        )
 
 
 class RunComfyImageToVideoOperator(RunComfyModelOperator):
@@ -199,23 +191,4 @@ class RunComfyImageToVideoOperator(RunComfyModelOperator):
 
     def build_inputs(self) -> dict[str, Any]:
         """Send ``image_urls=[image_url]`` as the model documents, leaving unset options out."""
-        if not isinstance(self.image_url, str):
-            raise RunComfyInputError(
-                "image_url", f"must be one URL string, got {type(self.image_url).__name__}"
-            )
-        inputs: dict[str, Any] = {"image_urls": [self.image_url], "prompt": self.prompt}
-        if self.seed is not None:
-            inputs["seed"] = self.seed
-        if self.frames is not None:
-            inputs["frames"] = self.frames
-        return inputs
-
-
-def _url_list(value: Any, field: str) -> list[Any]:
-    """Accept a list, a tuple or an XCom sequence of URLs; a lone string is a mistake worth naming."""
-    if isinstance(value, str):
-        raise RunComfyInputError(field, "must be a list of URLs, got a single string (wrap it in a list)")
-    try:
-        return list(value)
-    except TypeError:
-        raise RunComfyInputError(field, f"must be a list of URLs, got {type(value).__name__}") from None
+        return video_inputs(self.image_url, self.prompt, seed=self.seed, frames=self.frames)
