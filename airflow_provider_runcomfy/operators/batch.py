@@ -223,7 +223,7 @@ class RunComfyBatchOperator(BaseOperator):
         saved = book.read(len(ledger.items))
         if not saved:
             return []
-        from airflow_provider_runcomfy.triggers.batch import Takeover, check_saved_jobs
+        from airflow_provider_runcomfy.waiting.many import Takeover, check_saved_jobs
 
         watching: list[dict[str, Any]] = []
         counts = {"in_flight": 0, "succeeded": 0, "anew": 0, "uncertain": 0}

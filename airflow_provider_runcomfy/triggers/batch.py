@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runcomfy.batch import ItemStatus, progress_line
-from airflow_provider_runcomfy.exceptions import WAIT_FATAL_ERRORS, RunComfyError, RunComfyNotFoundError
-from airflow_provider_runcomfy.jobs import EventStatus, RequestWatch
+from airflow_provider_runcomfy.jobs import RequestWatch
 from airflow_provider_runcomfy.waiting.aio import (
     acancel_job,
     alook_once,
@@ -39,12 +38,15 @@ from airflow_provider_runcomfy.waiting.aio import (
     cancel_shielded,
 )
 from airflow_provider_runcomfy.waiting.core import DEFAULT_MAX_FAILED_POLLS, WaitCore
+from airflow_provider_runcomfy.waiting.many import (
+    MAX_CONCURRENT_CALLS,
+    Takeover,
+    check_saved_jobs,
+    gather_bounded,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable
-
-#: How many polls (or cancels) of one batch are on the wire at once.
-MAX_CONCURRENT_CALLS = 16
+    from collections.abc import AsyncIterator
 
 
 class RoundEnd(StrEnum):
@@ -65,6 +67,17 @@ class RoundEnd(StrEnum):
 
 #: Kept importable from here (the batch operator's retry and earlier code used these names).
 acancel_quietly = acancel_job
+__all__ = [
+    "MAX_CONCURRENT_CALLS",
+    "BatchRound",
+    "RoundEnd",
+    "RunComfyBatchTrigger",
+    "Takeover",
+    "acancel_quietly",
+    "alook_once",
+    "cancel_queued",
+    "check_saved_jobs",
+]
 
 
 @dataclass
@@ -140,11 +153,11 @@ class BatchRound:
             await asyncio.sleep(next(iter(watched.values())).core.first_delay())
         while watched:
             if self.end_time is not None and time.time() >= self.end_time:
-                last = await _all(gate, [self._on_deadline(hook, w) for w in watched.values()])
+                last = await gather_bounded(gate, [self._on_deadline(hook, w) for w in watched.values()])
                 finished += [{"index": w.index, **e} for w, e in zip(watched.values(), last, strict=True)]
                 return _event(RoundEnd.TIMEOUT, finished, {})
             poll_started = time.monotonic()
-            outcomes = await _all(gate, [self._poll(hook, w) for w in watched.values()])
+            outcomes = await gather_bounded(gate, [self._poll(hook, w) for w in watched.values()])
             for item, event in zip(list(watched.values()), outcomes, strict=True):
                 if event is not None:
                     finished.append({"index": item.index, **event})
@@ -200,60 +213,6 @@ class BatchRound:
                 started_at=float(self.progress["started_at"]),
             ),
         )
-
-
-class Takeover(StrEnum):
-    """What a retry does with a job an earlier try paid for (the single operator's retry rule)."""
-
-    #: Still in flight, or it cannot be checked now: wait for it (never pay again).
-    WAIT = "wait"
-    #: It succeeded: keep its outputs.
-    KEEP = "keep"
-    #: It failed, was cancelled, or RunComfy no longer knows it: submit the item anew.
-    ANEW = "anew"
-
-
-async def check_saved_jobs(
-    hook: Any, jobs: list[tuple[int, str]], log: Any
-) -> list[tuple[int, Takeover, dict[str, Any]]]:
-    """
-    Look once at each ``(index, request_id)`` an earlier try saved, many at once; decide what to do.
-
-    Returns, per job, the decision and: the final event (``KEEP``, ``ANEW``) or the watching entry to
-    wait on (``WAIT``). A job that cannot be checked now is waited for; errors no wait can fix (a bad
-    token) raise.
-    """
-
-    async def check(index: int, request_id: str) -> tuple[int, Takeover, dict[str, Any]]:
-        watch = RequestWatch(request_id, log)
-        try:
-            event = await alook_once(hook, watch)
-        except RunComfyNotFoundError:
-            return index, Takeover.ANEW, {"status": "expired", "request_id": request_id}
-        except WAIT_FATAL_ERRORS:
-            raise
-        except RunComfyError as err:
-            log.warning(
-                "Could not check request %s of item %d (%s); waiting for it", request_id, index, str(err)
-            )
-            event = None
-        if event is None:
-            return index, Takeover.WAIT, {"index": index, "request_id": request_id, "memory": watch.memory()}
-        if event.get("status") == EventStatus.SUCCESS.value:
-            return index, Takeover.KEEP, event
-        return index, Takeover.ANEW, event
-
-    return await _all(asyncio.Semaphore(MAX_CONCURRENT_CALLS), [check(i, r) for i, r in jobs])
-
-
-async def _all(gate: asyncio.Semaphore, calls: list[Awaitable[Any]]) -> list[Any]:
-    """Run ``calls`` with at most :data:`MAX_CONCURRENT_CALLS` at once; their results in order."""
-
-    async def gated(call: Awaitable[Any]) -> Any:
-        async with gate:
-            return await call
-
-    return list(await asyncio.gather(*(gated(call) for call in calls)))
 
 
 def _event(end: RoundEnd, finished: list[dict[str, Any]], watched: dict[int, _Watched]) -> dict[str, Any]:
@@ -376,4 +335,4 @@ async def cancel_queued(hook: Any, watching: list[dict[str, Any]], log: Any) -> 
         if RequestWatch(str(entry["request_id"]), log, entry.get("memory")).may_be_queued
     ]
     gate = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
-    await _all(gate, [acancel_job(hook, request_id, log) for request_id in queued])
+    await gather_bounded(gate, [acancel_job(hook, request_id, log) for request_id in queued])

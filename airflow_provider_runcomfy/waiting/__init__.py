@@ -7,7 +7,8 @@ The wait for a RunComfy request, in one place: shared by the operators, the sens
   dict a trigger yields, and how it becomes a task's result or exception;
 * :mod:`.sync`: the driver with the sync hook (the in-worker wait, the sensor's poke, the look before
   deferring, the cancels of a task);
-* :mod:`.aio`: the driver with the async hook (the triggers), imported only by them.
+* :mod:`.aio`: the driver with the async hook (the triggers), imported only by them;
+* :mod:`.many`: many waits at once (the batch trigger's round, a batch retry's look at saved jobs).
 
 Operators, sensors and triggers import from here and never from each other. What each status word
 means stays in :mod:`airflow_provider_runcomfy.jobs` (the one table and :class:`RequestWatch`).
