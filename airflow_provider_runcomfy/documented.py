@@ -2,7 +2,8 @@
 What is specific to the two documented models, in one place: their ids, the edit model's sizes, the
 longest prompt, and the facts of their pages that RunComfy's schema form has no words for (extra
 input rules, the video's length in frames and the edit model's set of outputs, which the cost estimate
-reads).
+reads), and how their operators' typed parameters map to the models' inputs (:func:`edit_inputs`,
+:func:`video_inputs`).
 
 Everything else about them is data: their input schemas ship verbatim from RunComfy's model pages
 (``schemas/*.json``) and are read by the same interpreter as any model's.
@@ -137,3 +138,53 @@ DOCUMENTED_EXTRAS: dict[str, DocumentedExtras] = {
         frame_seconds=("frames", MappingProxyType({121: 5, 241: 10})),
     ),
 }
+
+
+# -- the operators' parameters as the models' inputs -------------------------------------------------
+
+
+def edit_inputs(
+    image_urls: Any,
+    prompt: str,
+    *,
+    size: str | None = None,
+    scale: float | None = None,
+    force_single: bool | None = None,
+) -> dict[str, Any]:
+    """The edit model's documented inputs from its operator's fields; options left ``None`` are not sent."""
+    inputs: dict[str, Any] = {"image_urls": _url_list(image_urls, "image_urls"), "prompt": prompt}
+    if size is not None:
+        inputs[SIZE_FIELD] = normalize_size(size)
+    if scale is not None:
+        inputs["scale"] = scale
+    if force_single is not None:
+        inputs["force_single"] = force_single
+    return inputs
+
+
+def video_inputs(
+    image_url: Any, prompt: str, *, seed: int | None = None, frames: int | None = None
+) -> dict[str, Any]:
+    """The video model's inputs: ``image_urls=[image_url]`` as it documents; ``None`` options are not sent."""
+    from airflow_provider_runcomfy.exceptions import RunComfyInputError
+
+    if not isinstance(image_url, str):
+        raise RunComfyInputError("image_url", f"must be one URL string, got {type(image_url).__name__}")
+    inputs: dict[str, Any] = {"image_urls": [image_url], "prompt": prompt}
+    if seed is not None:
+        inputs["seed"] = seed
+    if frames is not None:
+        inputs["frames"] = frames
+    return inputs
+
+
+def _url_list(value: Any, field: str) -> list[Any]:
+    """Accept a list, a tuple or an XCom sequence of URLs; a lone string is a mistake worth naming."""
+    from airflow_provider_runcomfy.exceptions import RunComfyInputError
+
+    if isinstance(value, str):
+        raise RunComfyInputError(field, "must be a list of URLs, got a single string (wrap it in a list)")
+    try:
+        return list(value)
+    except TypeError:
+        raise RunComfyInputError(field, f"must be a list of URLs, got {type(value).__name__}") from None

@@ -350,7 +350,11 @@ class EventStatus(StrEnum):
 
 
 def make_event(status: EventStatus, request_id: str, **fields: Any) -> dict[str, Any]:
-    """Build a wait outcome: ``{"status", "request_id", "result"?, "message"?}``, JSON-able and small."""
+    """
+    Build a wait outcome: ``{"status", "request_id", "result"?, "message"?, "cancel"?}``, JSON-able, small.
+
+    Read back, typed, by :meth:`airflow_provider_runcomfy.waiting.WaitOutcome.from_event`.
+    """
     if isinstance(fields.get("message"), str):
         fields["message"] = short_message(fields["message"])
     return {"status": status.value, "request_id": request_id, **fields}
@@ -646,8 +650,9 @@ class RequestWatch:
             tail = "it was not cancelled: RunComfy answered not_cancellable (already running)"
         else:
             tail = "it was not cancelled"
+        said = {} if cancel is None else {"cancel": cancel.value}  # read back by WaitOutcome.from_event
         return make_event(
-            EventStatus.TIMEOUT, self.request_id, message=f"not finished within the timeout; {tail}"
+            EventStatus.TIMEOUT, self.request_id, message=f"not finished within the timeout; {tail}", **said
         )
 
     def error(self, message: str) -> dict[str, Any]:

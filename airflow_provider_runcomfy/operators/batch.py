@@ -46,10 +46,7 @@ from airflow_provider_runcomfy.exceptions import (
 from airflow_provider_runcomfy.jobs import RequestWatch
 from airflow_provider_runcomfy.operators.batch_preflight import BatchPreflight, check_settings
 from airflow_provider_runcomfy.operators.batch_records import finish_batch, load_ledger, push_ledger
-from airflow_provider_runcomfy.operators.runcomfy import (
-    DEFERRAL_GRACE,
-    cancel_if_queued,
-)
+from airflow_provider_runcomfy.waiting import DEFERRAL_GRACE, cancel_if_queued
 
 if TYPE_CHECKING:
     import os
@@ -226,7 +223,7 @@ class RunComfyBatchOperator(BaseOperator):
         saved = book.read(len(ledger.items))
         if not saved:
             return []
-        from airflow_provider_runcomfy.triggers.batch import Takeover, check_saved_jobs
+        from airflow_provider_runcomfy.waiting.many import Takeover, check_saved_jobs
 
         watching: list[dict[str, Any]] = []
         counts = {"in_flight": 0, "succeeded": 0, "anew": 0, "uncertain": 0}

@@ -1,7 +1,7 @@
 """
 How a model operator finds the schema its inputs are checked against, before anything is paid.
 
-Shared by :class:`~airflow_provider_runcomfy.operators.runcomfy.RunComfyModelOperator` (and its
+Shared by :class:`~airflow_provider_runcomfy.operators.model.RunComfyModelOperator` (and its
 Dreamina subclasses) and the batch's pre-flight
 (:class:`~airflow_provider_runcomfy.operators.batch_preflight.BatchPreflight`), so a batch item is
 checked exactly as a single job: the same catalog read, the same order of sources

@@ -1,6 +1,10 @@
 """
 Wait for a RunComfy request submitted elsewhere (an operator with ``wait_for_completion=False``,
 another DAG, a script) and hand its output URLs on, exactly like the operators do.
+
+The sensor owns no waiting logic of its own: each poke is one poll of
+:mod:`airflow_provider_runcomfy.waiting` (the same rules as the operators' wait and the trigger,
+failed polls ridden out included), and its deferrable mode hands over to the same trigger.
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 
 from airflow_provider_runcomfy.jobs import DEFAULT_PROGRESS_INTERVAL, RequestWatch, WaitProgress
 from airflow_provider_runcomfy.links import RunComfyOutputLink
-from airflow_provider_runcomfy.operators.runcomfy import DEFERRAL_GRACE, finish_wait, look_once
+from airflow_provider_runcomfy.waiting import (
+    DEFAULT_MAX_FAILED_POLLS,
+    DEFERRAL_GRACE,
+    WaitCore,
+    finish_wait,
+    poll,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -40,6 +50,10 @@ class RunComfyRequestSensor(BaseSensorOperator):
         (state, queue position, time waited and left before ``timeout``, polls made and failed);
         each change is logged at once. Default 300 (5 minutes). In ``reschedule`` mode each poke is
         a new start, so only changes are logged.
+    :param max_failed_polls: how many polls in a row may fail (each after the hook's retries, e.g.
+        during an outage of RunComfy's API) before the sensor fails; until then it pokes on. Errors
+        no poll can fix (a bad token, an unknown request) fail at once. In ``reschedule`` mode the
+        count starts afresh at each poke.
 
     ``poke_interval``, ``timeout`` and ``mode`` are the usual sensor parameters; in deferrable mode
     ``poke_interval`` is the trigger's poll interval and ``timeout`` its deadline (a job still
@@ -58,6 +72,7 @@ class RunComfyRequestSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         cancel_on_kill: bool = True,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        max_failed_polls: int = DEFAULT_MAX_FAILED_POLLS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -66,7 +81,8 @@ class RunComfyRequestSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self.progress_interval = progress_interval
-        self._request_watch: RequestWatch | None = None
+        self.max_failed_polls = max_failed_polls
+        self._wait: WaitCore | None = None
         self._ran = False  # execute() or execute_complete() ran on this object (not the UI's copy)
         self._urls: list[str] | None = None
 
@@ -96,7 +112,8 @@ class RunComfyRequestSensor(BaseSensorOperator):
                 end_time=time.time() + timeout,
                 cancel_on_timeout=True,
                 cancel_on_kill=self.cancel_on_kill,
-                watch_memory=self._watch().memory(),
+                max_failed_polls=int(self.max_failed_polls),
+                watch_memory=self._core().watch.memory(),
                 progress_interval=float(self.progress_interval),
             ),
             method_name="execute_complete",
@@ -105,28 +122,38 @@ class RunComfyRequestSensor(BaseSensorOperator):
         return None
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """One look at the request: not done yet, done with URLs, or an error raised at once."""
-        watch = self._watch()
-        event = look_once(self.hook, watch)
+        """
+        One look at the request: not done yet, done with URLs, or an error raised at once.
+
+        A poll that fails after the hook's retries is not done yet, up to ``max_failed_polls`` in a
+        row; then the wait ends in an error naming the last failure.
+        """
+        core = self._core()
+        event = poll(self.hook, core, fatal_raises=True)
         if event is None:
-            watch.report_progress()
+            core.between_polls()
             return PokeReturnValue(is_done=False)
         self._urls = finish_wait(self, context, event, model_id=None)
         return PokeReturnValue(is_done=True, xcom_value=self._urls)
 
-    def _watch(self) -> RequestWatch:
+    def _core(self) -> WaitCore:
         """
-        One watch for all the pokes of this try, so that each change (and each unknown word) is logged
-        once, and a failed status whose result stays silent ends the wait on the second poke.
+        One wait for all the pokes of this try, so that each change (and each unknown word) is logged
+        once, a failed status whose result stays silent ends the wait on the second poke, and failed
+        polls are counted in a row.
         """
         request_id = str(self.request_id)
-        if self._request_watch is None or self._request_watch.request_id != request_id:
+        if self._wait is None or self._wait.request_id != request_id:
             now = time.time()  # a sensor's wait starts at its first poke: the submit was elsewhere
-            progress = WaitProgress(
-                started_at=now, end_time=now + float(self.timeout), interval=float(self.progress_interval)
+            end_time = now + float(self.timeout)
+            progress = WaitProgress(started_at=now, end_time=end_time, interval=float(self.progress_interval))
+            self._wait = WaitCore(
+                RequestWatch(request_id, self.log, progress=progress),
+                poll_interval=float(self.poke_interval),
+                end_time=end_time,
+                max_failed_polls=int(self.max_failed_polls),
             )
-            self._request_watch = RequestWatch(request_id, self.log, progress=progress)
-        return self._request_watch
+        return self._wait
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after the trigger fired: return the URLs on success, raise on anything else."""

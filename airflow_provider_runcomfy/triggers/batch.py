@@ -9,8 +9,8 @@ deadline passed). The task then records the outcomes, submits the next items (pa
 in the worker) and defers again. With ``deferrable=False`` the task runs the very same round in the
 worker (:class:`BatchRound`), so both paths decide alike.
 
-Each job is read with the same :class:`~airflow_provider_runcomfy.jobs.RequestWatch` as a single
-job's wait, with the same rules: a final word on the status endpoint sends it to the result endpoint,
+Each job is waited for with the same :class:`~airflow_provider_runcomfy.waiting.core.WaitCore` as a
+single job's wait, with the same rules: a final word on the status endpoint sends it to the result endpoint,
 which alone says how the job ended; a poll that still fails after the hook's retries is tried again
 next interval, up to ``max_failed_polls`` in a row for that job; at the deadline each unfinished job
 is asked once more, then cancelled if it may still be queued.
@@ -21,7 +21,6 @@ The kwargs hold request ids, the connection id and numbers, never a token.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,14 +29,24 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runcomfy.batch import ItemStatus, progress_line
-from airflow_provider_runcomfy.exceptions import WAIT_FATAL_ERRORS, RunComfyError, RunComfyNotFoundError
-from airflow_provider_runcomfy.jobs import CancelOutcome, EventStatus, RequestWatch
+from airflow_provider_runcomfy.jobs import RequestWatch
+from airflow_provider_runcomfy.waiting.aio import (
+    acancel_job,
+    alook_once,
+    aon_deadline,
+    apoll,
+    cancel_shielded,
+)
+from airflow_provider_runcomfy.waiting.core import DEFAULT_MAX_FAILED_POLLS, WaitCore
+from airflow_provider_runcomfy.waiting.many import (
+    MAX_CONCURRENT_CALLS,
+    Takeover,
+    check_saved_jobs,
+    gather_bounded,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable
-
-#: How many polls (or cancels) of one batch are on the wire at once.
-MAX_CONCURRENT_CALLS = 16
+    from collections.abc import AsyncIterator
 
 
 class RoundEnd(StrEnum):
@@ -56,20 +65,31 @@ class RoundEnd(StrEnum):
         return self is RoundEnd.TIMEOUT
 
 
-async def alook_once(hook: Any, watch: RequestWatch) -> dict[str, Any] | None:
-    """One poll with the async hook: the final event once the job is over, else ``None`` (``look_once``)."""
-    if watch.observe(await hook.aget_status(watch.request_id)).is_terminal:
-        return watch.outcome(await hook.aget_result(watch.request_id))
-    return None
+#: Kept importable from here (the batch operator's retry and earlier code used these names).
+acancel_quietly = acancel_job
+__all__ = [
+    "MAX_CONCURRENT_CALLS",
+    "BatchRound",
+    "RoundEnd",
+    "RunComfyBatchTrigger",
+    "Takeover",
+    "acancel_quietly",
+    "alook_once",
+    "cancel_queued",
+    "check_saved_jobs",
+]
 
 
 @dataclass
 class _Watched:
-    """One in-flight item of the round: its index in the batch, its watch, its failed polls in a row."""
+    """One in-flight item of the round: its index in the batch and its wait (watch, failed polls)."""
 
     index: int
-    watch: RequestWatch
-    failed_polls: int = 0
+    core: WaitCore
+
+    @property
+    def watch(self) -> RequestWatch:
+        return self.core.watch
 
 
 class BatchRound:
@@ -125,24 +145,19 @@ class BatchRound:
         that ended (the shape of a single job's wait), and the jobs still in flight with what their
         watches saw, for the next round.
         """
-        watched = {
-            int(entry["index"]): _Watched(
-                int(entry["index"]), RequestWatch(str(entry["request_id"]), self.log, entry.get("memory"))
-            )
-            for entry in self.watching
-        }
+        watched = {int(entry["index"]): self._watched(entry) for entry in self.watching}
         finished: list[dict[str, Any]] = []
         gate = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
         next_progress = time.monotonic() + self.progress_interval
         if self.spread_first_poll and watched:
-            await asyncio.sleep(self._capped(random.uniform(0, self.poll_interval)))
+            await asyncio.sleep(next(iter(watched.values())).core.first_delay())
         while watched:
             if self.end_time is not None and time.time() >= self.end_time:
-                last = await _all(gate, [self._on_deadline(hook, w) for w in watched.values()])
+                last = await gather_bounded(gate, [self._on_deadline(hook, w) for w in watched.values()])
                 finished += [{"index": w.index, **e} for w, e in zip(watched.values(), last, strict=True)]
                 return _event(RoundEnd.TIMEOUT, finished, {})
             poll_started = time.monotonic()
-            outcomes = await _all(gate, [self._poll(hook, w) for w in watched.values()])
+            outcomes = await gather_bounded(gate, [self._poll(hook, w) for w in watched.values()])
             for item, event in zip(list(watched.values()), outcomes, strict=True):
                 if event is not None:
                     finished.append({"index": item.index, **event})
@@ -156,41 +171,25 @@ class BatchRound:
                 await asyncio.sleep(self._capped(poll_started + self.poll_interval - time.monotonic()))
         return _event(RoundEnd.DONE, finished, {})
 
+    def _watched(self, entry: dict[str, Any]) -> _Watched:
+        index, request_id = int(entry["index"]), str(entry["request_id"])
+        core = WaitCore(
+            RequestWatch(request_id, self.log, entry.get("memory")),
+            poll_interval=self.poll_interval,
+            end_time=self.end_time,
+            max_failed_polls=self.max_failed_polls,
+            cancel_on_timeout=self.cancel_on_timeout,
+            label=f"request {request_id} (item {index})",
+        )
+        return _Watched(index, core)
+
     async def _poll(self, hook: Any, item: _Watched) -> dict[str, Any] | None:
         """One poll of one job; its final event, or ``None`` while it runs (or its poll failed)."""
-        try:
-            event = await alook_once(hook, item.watch)
-        except WAIT_FATAL_ERRORS as err:
-            return item.watch.error(str(err))
-        except RunComfyError as err:
-            item.failed_polls += 1
-            if item.failed_polls >= self.max_failed_polls:
-                return item.watch.error(f"{item.failed_polls} polls in a row failed; the last: {err}")
-            # The text, not the exception: a kept log record would keep the traceback, and the round, alive.
-            self.log.warning(
-                "Poll %d of request %s (item %d) failed: %s",
-                item.failed_polls,
-                item.watch.request_id,
-                item.index,
-                str(err),
-            )
-            return None
-        item.failed_polls = 0
-        return event
+        return await apoll(hook, item.core)
 
     async def _on_deadline(self, hook: Any, item: _Watched) -> dict[str, Any]:
         """Ask once more (it may have just finished), then cancel a maybe-queued job and report a timeout."""
-        watch = item.watch
-        try:
-            event = await alook_once(hook, watch)
-        except RunComfyError as err:
-            return watch.error(f"the batch's deadline passed and the last status check failed: {err}")
-        if event is not None:
-            return event
-        cancel: CancelOutcome | None = None
-        if self.cancel_on_timeout and watch.may_be_queued:
-            cancel = await acancel_quietly(hook, watch.request_id, self.log)
-        return watch.timed_out(cancel)
+        return await aon_deadline(hook, item.core, deadline="the batch's deadline")
 
     def _capped(self, seconds: float) -> float:
         """A wait of ``seconds``, shortened so that it never runs past the deadline."""
@@ -214,71 +213,6 @@ class BatchRound:
                 started_at=float(self.progress["started_at"]),
             ),
         )
-
-
-class Takeover(StrEnum):
-    """What a retry does with a job an earlier try paid for (the single operator's retry rule)."""
-
-    #: Still in flight, or it cannot be checked now: wait for it (never pay again).
-    WAIT = "wait"
-    #: It succeeded: keep its outputs.
-    KEEP = "keep"
-    #: It failed, was cancelled, or RunComfy no longer knows it: submit the item anew.
-    ANEW = "anew"
-
-
-async def check_saved_jobs(
-    hook: Any, jobs: list[tuple[int, str]], log: Any
-) -> list[tuple[int, Takeover, dict[str, Any]]]:
-    """
-    Look once at each ``(index, request_id)`` an earlier try saved, many at once; decide what to do.
-
-    Returns, per job, the decision and: the final event (``KEEP``, ``ANEW``) or the watching entry to
-    wait on (``WAIT``). A job that cannot be checked now is waited for; errors no wait can fix (a bad
-    token) raise.
-    """
-
-    async def check(index: int, request_id: str) -> tuple[int, Takeover, dict[str, Any]]:
-        watch = RequestWatch(request_id, log)
-        try:
-            event = await alook_once(hook, watch)
-        except RunComfyNotFoundError:
-            return index, Takeover.ANEW, {"status": "expired", "request_id": request_id}
-        except WAIT_FATAL_ERRORS:
-            raise
-        except RunComfyError as err:
-            log.warning(
-                "Could not check request %s of item %d (%s); waiting for it", request_id, index, str(err)
-            )
-            event = None
-        if event is None:
-            return index, Takeover.WAIT, {"index": index, "request_id": request_id, "memory": watch.memory()}
-        if event.get("status") == EventStatus.SUCCESS.value:
-            return index, Takeover.KEEP, event
-        return index, Takeover.ANEW, event
-
-    return await _all(asyncio.Semaphore(MAX_CONCURRENT_CALLS), [check(i, r) for i, r in jobs])
-
-
-async def acancel_quietly(hook: Any, request_id: str, log: Any) -> CancelOutcome | None:
-    """Cancel a job; log the outcome, or the failure (a failed cancel is reported, never raised)."""
-    try:
-        outcome: CancelOutcome = await hook.acancel(request_id)
-    except RunComfyError as err:
-        log.warning("Could not cancel RunComfy request %s: %s", request_id, str(err))
-        return None
-    log.info("RunComfy request %s %s", request_id, outcome.description)
-    return outcome
-
-
-async def _all(gate: asyncio.Semaphore, calls: list[Awaitable[Any]]) -> list[Any]:
-    """Run ``calls`` with at most :data:`MAX_CONCURRENT_CALLS` at once; their results in order."""
-
-    async def gated(call: Awaitable[Any]) -> Any:
-        async with gate:
-            return await call
-
-    return list(await asyncio.gather(*(gated(call) for call in calls)))
 
 
 def _event(end: RoundEnd, finished: list[dict[str, Any]], watched: dict[int, _Watched]) -> dict[str, Any]:
@@ -311,7 +245,7 @@ class RunComfyBatchTrigger(BaseTrigger):
         yield_after: int = 1,
         cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
-        max_failed_polls: int = 5,
+        max_failed_polls: int = DEFAULT_MAX_FAILED_POLLS,
         progress: dict[str, Any] | None = None,
         progress_interval: float = 60.0,
     ) -> None:
@@ -383,10 +317,7 @@ class RunComfyBatchTrigger(BaseTrigger):
         """
         if not self.cancel_on_kill:
             return
-        task = asyncio.get_running_loop().create_task(self._cancel_queued())
-        _KILL_CANCELS.add(task)  # the loop keeps only a weak reference to a task
-        task.add_done_callback(_KILL_CANCELS.discard)
-        await asyncio.shield(task)
+        await cancel_shielded(self._cancel_queued)
 
     async def _cancel_queued(self) -> None:
         hook = self._hook()
@@ -404,8 +335,4 @@ async def cancel_queued(hook: Any, watching: list[dict[str, Any]], log: Any) -> 
         if RequestWatch(str(entry["request_id"]), log, entry.get("memory")).may_be_queued
     ]
     gate = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
-    await _all(gate, [acancel_quietly(hook, request_id, log) for request_id in queued])
-
-
-#: Cancels started by ``on_kill`` that are still running (a shielded task outlives its caller).
-_KILL_CANCELS: set[asyncio.Task[None]] = set()
+    await gather_bounded(gate, [acancel_job(hook, request_id, log) for request_id in queued])

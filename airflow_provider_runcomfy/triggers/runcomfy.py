@@ -9,27 +9,22 @@ restart the clock.
 
 from __future__ import annotations
 
-import asyncio
-import random
-import time
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_runcomfy.exceptions import WAIT_FATAL_ERRORS, RunComfyError
-from airflow_provider_runcomfy.jobs import (
-    DEFAULT_PROGRESS_INTERVAL,
-    CancelOutcome,
-    RequestWatch,
-    WaitProgress,
+from airflow_provider_runcomfy.jobs import DEFAULT_PROGRESS_INTERVAL, RequestWatch, WaitProgress
+from airflow_provider_runcomfy.waiting.aio import acancel_job, await_request, cancel_shielded
+from airflow_provider_runcomfy.waiting.core import (
+    DEFAULT_MAX_FAILED_POLLS,
+    LAST_LOOK_SECONDS,
+    WaitCore,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-
-#: Seconds the status check after the deadline may take (it asks whether the job just finished).
-LAST_LOOK_SECONDS = 30.0
+__all__ = ["LAST_LOOK_SECONDS", "RunComfyRequestTrigger"]
 
 
 class RunComfyRequestTrigger(BaseTrigger):
@@ -44,7 +39,8 @@ class RunComfyRequestTrigger(BaseTrigger):
     waits a poll interval and tries again, up to ``max_failed_polls`` polls in a row. Before it
     declares a timeout it asks once more (the job may have just finished); on timeout it cancels a
     job that may still be queued, when ``cancel_on_timeout``. What each word means comes from the one
-    table in :mod:`airflow_provider_runcomfy.jobs`, shared with the in-worker wait and the sensor.
+    table in :mod:`airflow_provider_runcomfy.jobs`, and how a wait goes from
+    :mod:`airflow_provider_runcomfy.waiting`, both shared with the in-worker wait and the sensor.
 
     Polls start ``poll_interval`` apart (the time a poll takes is not added to the wait), and the
     first one comes after a random part of one interval: the operator checked the job just before
@@ -73,7 +69,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         end_time: float | None = None,
         cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
-        max_failed_polls: int = 5,
+        max_failed_polls: int = DEFAULT_MAX_FAILED_POLLS,
         watch_memory: dict[str, Any] | None = None,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
     ) -> None:
@@ -123,79 +119,14 @@ class RunComfyRequestTrigger(BaseTrigger):
         progress = WaitProgress.resume(
             self.watch_memory, end_time=self.end_time, interval=self.progress_interval
         )
-        watch = RequestWatch(self.request_id, self.log, self.watch_memory, progress)
-        failed_polls = 0
-        await asyncio.sleep(self._capped(random.uniform(0, self.poll_interval)))  # spread the first poll
-        while True:
-            if self.end_time is not None and time.time() >= self.end_time:
-                return await self._on_deadline(hook, watch)
-            poll_started = time.monotonic()
-            try:
-                async with self._within_deadline():
-                    event = await self._look(hook, watch)
-                if event is not None:
-                    return event
-            except TimeoutError:  # the deadline passed inside a poll (a slow API, a hostile one)
-                return await self._on_deadline(hook, watch)
-            except WAIT_FATAL_ERRORS as err:
-                return watch.error(str(err))
-            except RunComfyError as err:
-                failed_polls += 1
-                watch.poll_failed()
-                if failed_polls >= self.max_failed_polls:
-                    return watch.error(f"{failed_polls} polls in a row failed; the last: {err}")
-                # The text, not the exception: a log record that a handler keeps (Airflow 2 logs through
-                # ``logging``) would keep the traceback, and with it this trigger, alive.
-                self.log.warning("Poll %d of request %s failed: %s", failed_polls, self.request_id, str(err))
-                poll_started = time.monotonic()  # after a failed poll, a whole interval from now
-            else:
-                failed_polls = 0
-            watch.report_progress()
-            await asyncio.sleep(self._capped(poll_started + self.poll_interval - time.monotonic()))
-
-    async def _look(self, hook: Any, watch: RequestWatch) -> dict[str, Any] | None:
-        """One poll, the async twin of ``look_once``: the final event once the job is over, else ``None``."""
-        if watch.observe(await hook.aget_status(self.request_id)).is_terminal:
-            return watch.outcome(await hook.aget_result(self.request_id))
-        return None
-
-    def _within_deadline(self) -> asyncio.Timeout:
-        """Bound one poll by ``end_time``: a poll that hangs or keeps retrying does not outlive the wait."""
-        if self.end_time is None:
-            return asyncio.timeout(None)
-        loop = asyncio.get_running_loop()
-        return asyncio.timeout_at(loop.time() + max(0.0, self.end_time - time.time()))
-
-    def _capped(self, seconds: float) -> float:
-        """A wait of ``seconds``, shortened so that it never runs past the deadline."""
-        if self.end_time is None:
-            return max(0.0, seconds)
-        return max(0.0, min(seconds, self.end_time - time.time()))
-
-    async def _on_deadline(self, hook: Any, watch: RequestWatch) -> dict[str, Any]:
-        """
-        Ask once more (it may have just finished), then cancel a maybe-queued job and report a timeout.
-
-        The last look gets :data:`LAST_LOOK_SECONDS` at most: the deadline has passed already.
-        """
-        try:
-            async with asyncio.timeout(LAST_LOOK_SECONDS):
-                event = await self._look(hook, watch)
-        except TimeoutError:
-            event = None
-            self.log.warning("RunComfy request %s: the last status check took too long", self.request_id)
-        except RunComfyError as err:
-            return watch.error(f"the deadline passed and the last status check failed: {err}")
-        if event is not None:
-            return event
-        cancel: CancelOutcome | None = None
-        if self.cancel_on_timeout and watch.may_be_queued:
-            try:
-                cancel = await hook.acancel(self.request_id)
-                self.log.info("RunComfy request %s %s", self.request_id, cancel.description)
-            except RunComfyError as err:
-                self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, str(err))
-        return watch.timed_out(cancel)
+        core = WaitCore(
+            RequestWatch(self.request_id, self.log, self.watch_memory, progress),
+            poll_interval=self.poll_interval,
+            end_time=self.end_time,
+            max_failed_polls=self.max_failed_polls,
+            cancel_on_timeout=self.cancel_on_timeout,
+        )
+        return await await_request(hook, core)
 
     async def on_kill(self) -> None:
         """
@@ -212,21 +143,11 @@ class RunComfyRequestTrigger(BaseTrigger):
         """
         if not self.cancel_on_kill:
             return
-        task = asyncio.get_running_loop().create_task(self._cancel_job())
-        _KILL_CANCELS.add(task)  # the loop keeps only a weak reference to a task
-        task.add_done_callback(_KILL_CANCELS.discard)
-        await asyncio.shield(task)
+        await cancel_shielded(self._cancel_job)
 
     async def _cancel_job(self) -> None:
         hook = self._hook()
         try:
-            outcome = await hook.acancel(self.request_id)
-            self.log.info("RunComfy request %s %s", self.request_id, outcome.description)
-        except RunComfyError as err:
-            self.log.warning("Could not cancel RunComfy request %s: %s", self.request_id, str(err))
+            await acancel_job(hook, self.request_id, self.log)
         finally:
             await hook.aclose()
-
-
-#: Cancels started by ``on_kill`` that are still running (a shielded task outlives its caller).
-_KILL_CANCELS: set[asyncio.Task[None]] = set()

@@ -178,3 +178,25 @@ for deferrable in (True, False):
             timeout=60,
             on_failure_callback=_keep_failure_text,
         )
+
+
+# A sensor whose polls meet an outage of RunComfy's status endpoint (tests/test_sensor_outage.py): up
+# to max_failed_polls polls in a row may fail after the hook's retries; one more fails the task, and
+# the failure text is kept for the test to read.
+for deferrable in (True, False):
+    with DAG(
+        f"rc_sense_outage_{'deferrable' if deferrable else 'poke'}",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        params={"request_id": ""},
+    ):
+        RunComfyRequestSensor(
+            task_id="sense",
+            request_id="{{ params.request_id }}",
+            deferrable=deferrable,
+            poke_interval=0.2,
+            timeout=60,
+            max_failed_polls=3,
+            on_failure_callback=_keep_failure_text,
+        )
