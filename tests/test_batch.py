@@ -67,9 +67,15 @@ def posts_per_prompt(emu: Any) -> Counter[str]:
 
 
 def most_jobs_at_once(emu: Any) -> int:
-    """The largest number of jobs alive (created, not finished) at one instant, from the emulator's times."""
+    """
+    The largest number of this test's jobs alive (created, not finished) at one instant.
+
+    Only the jobs this test paid for count: the session's emulator also keeps the jobs of earlier tests
+    (some left queued for a while), which would otherwise make the count depend on the test order.
+    """
+    ours = {r.request_id for r in paid(emu)}
     marks = []
-    for job in emu.jobs():
+    for job in (job for job in emu.jobs() if job["request_id"] in ours):
         marks.append((datetime.fromisoformat(job["created_at"]).timestamp(), 1))
         if job["finished_at"]:
             marks.append((datetime.fromisoformat(job["finished_at"]).timestamp(), -1))

@@ -46,7 +46,14 @@ from airflow_provider_runcomfy.exceptions import (
 from airflow_provider_runcomfy.jobs import RequestWatch
 from airflow_provider_runcomfy.operators.batch_preflight import BatchPreflight, check_settings
 from airflow_provider_runcomfy.operators.batch_records import finish_batch, load_ledger, push_ledger
+from airflow_provider_runcomfy.operators.batch_retries import (
+    Checked,
+    remember_for_retries,
+    retry_book,
+    take_over_saved_jobs,
+)
 from airflow_provider_runcomfy.waiting import DEFERRAL_GRACE, cancel_if_queued
+from airflow_provider_runcomfy.waiting.many import check_saved_jobs
 
 if TYPE_CHECKING:
     import os
@@ -208,59 +215,15 @@ class RunComfyBatchOperator(BaseOperator):
     # -- retries -----------------------------------------------------------------------------------
 
     def _retry_book(self, context: Context) -> RetryBook | None:
-        """Where paid ids are saved for retries: ``task_state_store`` (Airflow 3.3+), else nowhere."""
-        store = context.get("task_state_store")
-        return RetryBook(store) if store is not None else None
+        return retry_book(context)
 
     def _reconnect(self, book: RetryBook, ledger: Ledger) -> list[dict[str, Any]]:
-        """
-        Take over the jobs an earlier try paid for: the same rule as the single operator's retry.
+        """Take over the jobs an earlier try paid for (:func:`take_over_saved_jobs`); the ones to watch."""
 
-        A job still in flight (or that cannot be checked now) is waited for; one that succeeded is
-        recorded with its outputs; one that failed, was cancelled or expired is submitted anew. A
-        submit whose outcome was uncertain is never sent again: it stays an ``error``.
-        """
-        saved = book.read(len(ledger.items))
-        if not saved:
-            return []
-        from airflow_provider_runcomfy.waiting.many import Takeover, check_saved_jobs
+        def check(jobs: list[tuple[int, str]]) -> Checked:
+            return asyncio.run(self._with_async_hook(lambda hook: check_saved_jobs(hook, jobs, self.log)))
 
-        watching: list[dict[str, Any]] = []
-        counts = {"in_flight": 0, "succeeded": 0, "anew": 0, "uncertain": 0}
-        jobs: list[tuple[int, str]] = []
-        for index, entry in sorted(saved.items()):
-            item = ledger.items[index]
-            if item.status is ItemStatus.SKIPPED:
-                continue
-            if entry.get("uncertain"):
-                item.status, item.error = ItemStatus.ERROR, str(entry["uncertain"])
-                counts["uncertain"] += 1
-            else:
-                jobs.append((index, str(entry.get("id"))))
-        checked = asyncio.run(self._with_async_hook(lambda hook: check_saved_jobs(hook, jobs, self.log)))
-        for index, decision, found in checked:
-            item = ledger.items[index]
-            if decision is Takeover.WAIT:
-                item.status, item.request_id = ItemStatus.IN_FLIGHT, found["request_id"]
-                watching.append(found)
-                counts["in_flight"] += 1
-            elif decision is Takeover.KEEP:
-                item.request_id = found.get("request_id")
-                item.settle(found)
-                counts["succeeded"] += 1
-            else:
-                book.forget(index)
-                counts["anew"] += 1
-        self.log.info(
-            "Retry: %d item(s) had a job from an earlier try: %d still in flight (reconnected), %d "
-            "succeeded (kept), %d failed or expired (submitted anew), %d uncertain submits (not sent again)",
-            len(saved),
-            counts["in_flight"],
-            counts["succeeded"],
-            counts["anew"],
-            counts["uncertain"],
-        )
-        return watching
+        return take_over_saved_jobs(book, ledger, check, self.log)
 
     # -- the window --------------------------------------------------------------------------------
 
@@ -342,24 +305,7 @@ class RunComfyBatchOperator(BaseOperator):
         return submitted
 
     def _remember_for_retries(self, book: RetryBook | None, index: int, request_id: str) -> None:
-        """
-        Save a paid job's id before anything else can fail; if it cannot be saved, cancel the job.
-
-        As for a single job (see ``RunComfyModelOperator._remember_for_retries``): a job whose id a
-        retry cannot find would be paid again by that retry while it runs for no one.
-        """
-        if book is None:
-            return
-        try:
-            book.save(index, {"id": request_id})
-        except Exception:
-            self.log.error(
-                "The id of RunComfy request %s (item %d) could not be saved for retries; cancelling it",
-                request_id,
-                index,
-            )
-            cancel_if_queued(self.hook, RequestWatch(request_id, self.log), self.log)
-            raise
+        remember_for_retries(book, index, request_id, self.hook, self.log)
 
     def _resumed_payload(self, index: int) -> dict[str, Any]:
         return self._checks.payload_after_resume(self._read_inputs(), index)
