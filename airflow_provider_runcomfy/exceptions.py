@@ -68,6 +68,15 @@ class RunComfyError(AirflowException):
         super().__init__(*(redact_data_uris(arg) if isinstance(arg, str) else arg for arg in args))
 
 
+class RunComfyNotOwnerError(RunComfyError):
+    """
+    Airflow refused this try a write to its ``task_state_store`` just before a paid POST: nothing was paid.
+
+    Either the process is a stale try of a task instance the scheduler has moved on (it must not pay
+    for a job that no try would find), or Airflow's API failed; a retry goes on either way.
+    """
+
+
 class RunComfyApiError(RunComfyError):
     """
     RunComfy answered with an error.

@@ -499,6 +499,28 @@ def job_states(emu: Any, request_ids: list[str]) -> list[str]:
     return [by_id[request_id] for request_id in request_ids]
 
 
+class _StaleTryStore:
+    """The ``task_state_store`` of a task instance Airflow has moved on: reads find nothing, writes 404."""
+
+    def get(self, key: str) -> Any:
+        return None
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        raise RuntimeError("API_SERVER_ERROR: 404 Task instance not found")
+
+
+def test_a_stale_try_of_a_batch_submits_nothing(emu: Any) -> None:
+    """A stale try (see ownership.py) reads no saved id: the claim before the window's POSTs stops it."""
+    from airflow_provider_runcomfy.exceptions import RunComfyNotOwnerError
+
+    op = RunComfyBatchOperator(task_id="batch", model_id=ECHO_MODEL, inputs=[{}] * 3)
+    ledger = Ledger.new(3, timeout=60)
+    with pytest.raises(RunComfyNotOwnerError, match=r"Not submitting 3 job\(s\) of the batch"):
+        op._fill(ledger, 0, RetryBook(_StaleTryStore()), {i: {} for i in range(3)})
+    assert submits(emu) == []
+    assert [item.status for item in ledger.items] == [ItemStatus.PENDING] * 3
+
+
 def test_a_worker_kill_cancels_the_batch_queued_jobs(emu: Any) -> None:
     request_ids = queued_jobs(emu, 3)
     op = RunComfyBatchOperator(task_id="batch", model_id=ECHO_MODEL, inputs=[{}] * 3)

@@ -105,3 +105,33 @@ def test_a_drifted_example_is_caught() -> None:
     assert "RunComfyModelOperator(" in render(shown + "run = OldName()\n```\n")
     with pytest.raises(AssertionError, match="has no region"):
         render(shown.replace("runcomfy_model -->", "nope -->") + "x\n```\n")
+
+
+def _layout_block() -> str:
+    text = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layout\n", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def test_the_layout_names_every_module_of_the_package() -> None:
+    """The house as documented is the house as built: each module is named, and no name is stale."""
+    layout = _layout_block()
+    package = ROOT / "airflow_provider_runcomfy"
+    # The emulator and the pytest plugin are described as folders; every other module by its name.
+    folders = {"emulator", "testing"}
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).parts
+        if parts[0] in folders:
+            if f"{parts[0]}/" not in layout:
+                missing.append(f"{parts[0]}/")
+        elif path.name != "__init__.py" and not re.search(rf"(?<![\w.]){re.escape(path.name)}\b", layout):
+            missing.append("/".join(parts))
+    assert not missing, f"docs/development.md's Layout does not name: {sorted(set(missing))}"
+    named = set(re.findall(r"(?<![\w./])((?:[a-z_]+/)?[a-z_]+\.py)\b", layout))
+    known = {p.name for p in package.rglob("*.py")} | {
+        "/".join(p.relative_to(package).parts[-2:]) for p in package.rglob("*.py")
+    }
+    known |= {p.name for p in ROOT.glob("*/*.py")} | {p.name for p in ROOT.glob("tests/*.py")}
+    stale = sorted(name for name in named if name not in known)
+    assert not stale, f"docs/development.md's Layout names modules that do not exist: {stale}"

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_runcomfy.emulator import Fault
-from airflow_provider_runcomfy.exceptions import RunComfyAuthError
+from airflow_provider_runcomfy.exceptions import RunComfyAuthError, RunComfyNotOwnerError
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageEditOperator
+from airflow_provider_runcomfy.ownership import CLAIM_KEY
 from tests import airflow_utils as au
 from tests.airflow_utils import FakeTI
-from tests.conftest import BOTH_DIALECTS, conn_json, submits
+from tests.conftest import BOTH_DIALECTS, TEST_TOKEN, conn_json, submits
 
 try:
     from airflow.sdk import ResumableJobMixin as _SdkMixin  # noqa: F401
@@ -238,15 +239,54 @@ class LostTIStore(FakeStore):
         raise RuntimeError("API_SERVER_ERROR: 404 Task instance not found")
 
 
+class LostAfterClaimStore(FakeStore):
+    """A store whose task instance Airflow superseded between the claim and the save of the paid id."""
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        if key != CLAIM_KEY:
+            raise RuntimeError("API_SERVER_ERROR: 404 Task instance not found")
+        super().set(key, value)
+
+
+@needs_33
+def test_a_stale_try_pays_nothing(emu: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    """
+    Found by the mapped benchmark (BENCHMARKS.md section 7): Airflow ran a stale try of a task instance
+    the scheduler had moved on; its store read found no id and it paid for a second job. The claim
+    written before the POST is refused for such a try, so it sends nothing: no submit, no cancel.
+    """
+    with pytest.raises(RunComfyNotOwnerError, match=r"Not submitting a job .*nothing was paid") as err:
+        edit_operator(emu).execute({"ti": FakeTI(), "task_state_store": LostTIStore()})  # type: ignore[arg-type]
+    assert submits(emu) == []
+    assert [r for r in emu.requests if r.method == "POST"] == []
+    assert "Task instance not found" in str(err.value)
+    logs = "".join(capfd.readouterr())
+    assert "Not submitting a job" in logs
+    assert TEST_TOKEN not in logs + str(err.value)
+
+
+@needs_33
+def test_a_live_try_claims_then_saves_its_id(emu: Any) -> None:
+    store = FakeStore()
+    op = edit_operator(emu)
+    op.execute({"ti": FakeTI(), "task_state_store": store})  # type: ignore[arg-type]
+    (submit,) = submits(emu)
+    assert store.values[op.external_id_key] == submit.request_id  # the claim did not overwrite the id
+    assert set(store.values[CLAIM_KEY]) == {"at"}
+
+
 @needs_33
 def test_a_paid_job_whose_id_cannot_be_saved_is_cancelled_not_left_running_for_no_one(emu: Any) -> None:
     """
     Found by the 2,000-job soak: a superseded try submitted, could not save the id (404), and the next
-    try paid again while the first job ran. Now that first job is cancelled while it is still queued.
+    try paid again while the first job ran. The claim before the POST now stops such a try before it
+    pays; if the task instance is superseded between the claim and the save, the job is cancelled
+    while it is still queued.
     """
     emu.queue_seconds = 30
+    store = LostAfterClaimStore()
     with pytest.raises(RuntimeError, match="Task instance not found"):
-        edit_operator(emu).execute({"ti": FakeTI(), "task_state_store": LostTIStore()})  # type: ignore[arg-type]
+        edit_operator(emu).execute({"ti": FakeTI(), "task_state_store": store})  # type: ignore[arg-type]
     (submit,) = submits(emu)
     (job,) = [j for j in emu.jobs() if j["request_id"] == submit.request_id]
     assert job["status"] == "cancelled"

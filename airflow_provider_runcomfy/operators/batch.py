@@ -52,6 +52,7 @@ from airflow_provider_runcomfy.operators.batch_retries import (
     retry_book,
     take_over_saved_jobs,
 )
+from airflow_provider_runcomfy.ownership import claim_before_paying
 from airflow_provider_runcomfy.waiting import DEFERRAL_GRACE, cancel_if_queued
 from airflow_provider_runcomfy.waiting.many import check_saved_jobs
 
@@ -273,7 +274,10 @@ class RunComfyBatchOperator(BaseOperator):
         outlasting the retries) stops submitting: the jobs in flight are still waited for.
         """
         submitted: list[dict[str, Any]] = []
-        for item in ledger.pending[: max(0, self.max_in_flight - in_flight)]:
+        to_submit = ledger.pending[: max(0, self.max_in_flight - in_flight)]
+        if to_submit and book is not None:
+            claim_before_paying(book.store, self.log, f"{len(to_submit)} job(s) of the batch")
+        for item in to_submit:
             payload = payloads[item.index] if payloads is not None else self._resumed_payload(item.index)
             try:
                 request_id = self.hook.submit(self.model_id, payload)

@@ -255,6 +255,7 @@ class RunComfyModelOperator(SchemaLookupMixin, ModelLineageMixin, ModelWaitMixin
         check_budget(estimate, self.max_cost_usd, model=self.model_id)
         if self.validate_images:
             self._probe_images(payload)
+        self._claim_before_paying(context)
         request_id = self.hook.submit(self.model_id, payload)
         self._remember_for_retries(context, request_id)
         self._track(context, request_id)

@@ -73,6 +73,22 @@ class ModelWaitMixin(ResumableJobMixin):
 
         def defer(self, **kwargs: Any) -> Any: ...
 
+    def _retry_store(self, context: Context) -> Any:
+        """``task_state_store`` when a retry will look there for this job (3.3+, waited for, durable)."""
+        store = context.get("task_state_store")
+        if store is None or not self.wait_for_completion or not getattr(self, "durable", True):
+            return None
+        return store
+
+    def _claim_before_paying(self, context: Context) -> None:
+        """Prove this try still owns its task instance before the paid POST (:mod:`~.ownership`)."""
+        store = self._retry_store(context)
+        if store is None:
+            return
+        from airflow_provider_runcomfy.ownership import claim_before_paying
+
+        claim_before_paying(store, self.log, f"a job to model {self.model_id}")
+
     def _remember_for_retries(self, context: Context, request_id: str) -> None:
         """
         Save the paid job's id in ``task_state_store`` first, before anything else can fail or be killed.
@@ -82,8 +98,8 @@ class ModelWaitMixin(ResumableJobMixin):
         paid for the job again. Saving first leaves only the POST's own answer in the gap, which no
         client can close without an idempotency key.
         """
-        store = context.get("task_state_store")
-        if store is None or not self.wait_for_completion or not getattr(self, "durable", True):
+        store = self._retry_store(context)
+        if store is None:
             return
         try:
             store.set(self.external_id_key, request_id)

@@ -249,7 +249,7 @@ class RunComfyBatchTrigger(BaseTrigger):
         progress: dict[str, Any] | None = None,
         progress_interval: float = 60.0,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is untyped
         self.watching = watching
         self.runcomfy_conn_id = runcomfy_conn_id
         self.poll_interval = float(poll_interval)

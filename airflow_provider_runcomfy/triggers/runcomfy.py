@@ -73,7 +73,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         watch_memory: dict[str, Any] | None = None,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is untyped
         self.request_id = request_id
         self.runcomfy_conn_id = runcomfy_conn_id
         self.poll_interval = float(poll_interval)
