@@ -19,8 +19,8 @@ request id of each of its POSTs. Usage::
 
 ``--only mapped`` (or ``batch``) runs one of the two DAGs (the figures then have no table and no
 ratio); ``--keep DIR`` runs in ``DIR`` (new or empty) and keeps it: the Airflow home with its task logs
-and SQLite database, each process's log, and the emulator's request log of each run as
-``requests-<run>.jsonl`` (one record a line).
+and SQLite database, each process's log, the emulator's request log of each run as
+``requests-<run>.jsonl`` (one record a line) and its jobs at the run's end as ``jobs-<run>.json``.
 """
 
 from __future__ import annotations
@@ -105,9 +105,14 @@ def duplicate_items(paid: list[Any]) -> list[dict[str, Any]]:
                 for record in sorted(records, key=lambda r: r.time)
             ],
         }
-        for item, records in sorted(by_item.items(), key=lambda kv: str(kv[0]))
+        for item, records in sorted(by_item.items(), key=lambda kv: _item_order(kv[0]))
         if len(records) > 1
     ]
+
+
+def _item_order(item: Any) -> tuple[int, Any]:
+    """Numbers first, in numeric order, then anything else by its text."""
+    return (0, item) if isinstance(item, int) else (1, str(item))
 
 
 def _workdir(keep: Path | None) -> Path:
@@ -182,6 +187,9 @@ def run_benchmark(
                     with (workdir / f"requests-{name}.jsonl").open("w", encoding="utf-8") as fh:
                         for record in requests:
                             fh.write(json.dumps(record.to_dict(), default=str) + "\n")
+                    (workdir / f"jobs-{name}.json").write_text(
+                        json.dumps(emulator.control.jobs(), indent=1, default=str), encoding="utf-8"
+                    )
                 paid = [
                     r
                     for r in requests
@@ -297,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     if "ratio" in result:
         print(render(result))
         print(f"ratio (b)/(a): wall {result['ratio']['wall']}x, CPU {result['ratio']['cpu']}x")
-    else:
+    elif args.json_out:  # without a path write_json prints it
         print(json.dumps(result, indent=2))
     if "kept" in result:
         print(f"kept: {result['kept']}")
