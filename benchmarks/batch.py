@@ -12,14 +12,21 @@ emulator process with short jobs, the two DAGs of ``benchmarks/batch_dags``:
 For each: the wall time from trigger to the run's end, the CPU seconds of every Airflow process
 (scheduler and its workers, triggerer, DAG processor, API server; the emulator's own CPU is not
 counted), the task instances and XCom rows the run created, and the paid POSTs the emulator received
-(each must equal N). Usage::
+(each must equal N); an item paid more than once is listed in ``duplicate_items`` with the time and
+request id of each of its POSTs. Usage::
 
     python -m benchmarks.batch --jobs 200 --slots 8 --window 200
+
+``--only mapped`` (or ``batch``) runs one of the two DAGs (the figures then have no table and no
+ratio); ``--keep DIR`` runs in ``DIR`` (new or empty) and keeps it: the Airflow home with its task logs
+and SQLite database, each process's log, the emulator's request log of each run as
+``requests-<run>.jsonl`` (one record a line) and its jobs at the run's end as ``jobs-<run>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -80,15 +87,65 @@ def _count(stack: Any, table: str, dag_id: str, run_id: str) -> int:
     )
 
 
+def duplicate_items(paid: list[Any]) -> list[dict[str, Any]]:
+    """The items (``i`` of the POST body) paid more than once, with the time and request id of each POST."""
+    by_item: dict[Any, list[Any]] = {}
+    for record in paid:
+        by_item.setdefault(record.body.get("i"), []).append(record)
+    return [
+        {
+            "i": item,
+            "posts": [
+                {
+                    "time": record.time,
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.time))
+                    + f".{int(record.time % 1 * 1000):03d}Z",
+                    "request_id": record.request_id,
+                }
+                for record in sorted(records, key=lambda r: r.time)
+            ],
+        }
+        for item, records in sorted(by_item.items(), key=lambda kv: _item_order(kv[0]))
+        if len(records) > 1
+    ]
+
+
+def _item_order(item: Any) -> tuple[int, Any]:
+    """Numbers first, in numeric order, then anything else by its text."""
+    return (0, item) if isinstance(item, int) else (1, str(item))
+
+
+def _workdir(keep: Path | None) -> Path:
+    """``keep`` (made if missing; it must be empty) or a throwaway scratch directory."""
+    if keep is None:
+        return Path(scratch_dir("batch-bench-"))
+    keep = keep.resolve()
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        raise SystemExit(f"--keep {keep}: the directory is not empty")
+    return keep
+
+
 def run_benchmark(
-    jobs: int, slots: int, window: int, poll: float, queue: float, run: float
+    jobs: int,
+    slots: int,
+    window: int,
+    poll: float,
+    queue: float,
+    run: float,
+    only: str | None = None,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
-    """Start the deployment and the emulator, run both DAGs one after the other, return the figures."""
+    """
+    Start the deployment and the emulator, run both DAGs (or the ``only`` one) one after the other,
+    return the figures; with ``keep`` the whole working directory stays there.
+    """
     from devtools.airflow_stack import AIRFLOW_3, AIRFLOW_VERSION, AirflowStack
     from devtools.fanout import TOKEN
     from devtools.processes import EmulatorProcess
 
-    workdir = Path(scratch_dir("batch-bench-"))
+    runs = [(name, dag_id) for name, dag_id in RUNS if only in (None, name)]
+    workdir = _workdir(keep)
     emulator = EmulatorProcess(
         workdir,
         token=TOKEN,
@@ -117,17 +174,25 @@ def run_benchmark(
         )
         try:
             stack.start()
-            stack.wait_parsed([dag_id for _, dag_id in RUNS])
-            for name, dag_id in RUNS:
+            stack.wait_parsed([dag_id for _, dag_id in runs])
+            for name, dag_id in runs:
                 emulator.control.clear_requests()
                 meter = CpuMeter({key: stack.pid(key) for key in stack.procs})
                 started = time.time()
                 run_id = stack.trigger(dag_id)
                 info = stack.wait_run(dag_id, run_id, triggered_at=started, timeout=max(3600, jobs * 4))
                 cpu = meter.seconds()
+                requests = emulator.control.requests()
+                if keep is not None:
+                    with (workdir / f"requests-{name}.jsonl").open("w", encoding="utf-8") as fh:
+                        for record in requests:
+                            fh.write(json.dumps(record.to_dict(), default=str) + "\n")
+                    (workdir / f"jobs-{name}.json").write_text(
+                        json.dumps(emulator.control.jobs(), indent=1, default=str), encoding="utf-8"
+                    )
                 paid = [
                     r
-                    for r in emulator.control.requests()
+                    for r in requests
                     if r.method == "POST" and r.path.startswith("/v1/models/") and r.request_id
                 ]
                 figures[name] = {
@@ -147,6 +212,9 @@ def run_benchmark(
                     "paid_posts": len(paid),
                     "items_paid_once": len({r.body.get("i") for r in paid}) == len(paid) == jobs,
                 }
+                duplicates = duplicate_items(paid)
+                if duplicates:
+                    figures[name]["duplicate_items"] = duplicates
                 print(f"{name}: {figures[name]}", flush=True)
         except BaseException:
             print(stack.tails(), file=sys.stderr)
@@ -154,9 +222,15 @@ def run_benchmark(
         finally:
             stack.stop()
     finally:
+        if keep is not None and len(figures) < len(runs):
+            try:  # a run that did not end: keep what the emulator saw
+                with (workdir / "requests-unfinished.jsonl").open("w", encoding="utf-8") as fh:
+                    for record in emulator.control.requests():
+                        fh.write(json.dumps(record.to_dict(), default=str) + "\n")
+            except Exception as err:  # the original error matters more
+                print(f"could not keep the emulator's request log: {err}", file=sys.stderr)
         emulator.stop()
-    mapped, batch = figures["mapped"], figures["batch"]
-    return {
+    result: dict[str, Any] = {
         "jobs": jobs,
         "worker_slots": slots,
         "max_in_flight": window,
@@ -165,11 +239,16 @@ def run_benchmark(
         "airflow": AIRFLOW_VERSION,
         "executor": "LocalExecutor" if AIRFLOW_3 else "SequentialExecutor",
         **figures,
-        "ratio": {
+    }
+    if keep is not None:
+        result["kept"] = str(workdir)
+    if "mapped" in figures and "batch" in figures:
+        mapped, batch = figures["mapped"], figures["batch"]
+        result["ratio"] = {
             "wall": round(batch["wall_seconds"] / mapped["wall_seconds"], 3),
             "cpu": round(batch["cpu_seconds"] / mapped["cpu_seconds"], 3),
-        },
-    }
+        }
+    return result
 
 
 def render(result: dict[str, Any]) -> str:
@@ -205,12 +284,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queue-seconds", type=float, default=0.2)
     parser.add_argument("--run-seconds", type=float, default=2.0)
     parser.add_argument("--json-out", default=None)
+    parser.add_argument("--only", choices=[name for name, _ in RUNS], help="run only this DAG")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="work in DIR (new or empty) and keep it: Airflow logs and database, emulator request logs",
+    )
     args = parser.parse_args(argv)
     result = run_benchmark(
-        args.jobs, args.slots, args.window, args.poll, args.queue_seconds, args.run_seconds
+        args.jobs,
+        args.slots,
+        args.window,
+        args.poll,
+        args.queue_seconds,
+        args.run_seconds,
+        only=args.only,
+        keep=args.keep,
     )
-    print(render(result))
-    print(f"ratio (b)/(a): wall {result['ratio']['wall']}x, CPU {result['ratio']['cpu']}x")
+    if "ratio" in result:
+        print(render(result))
+        print(f"ratio (b)/(a): wall {result['ratio']['wall']}x, CPU {result['ratio']['cpu']}x")
+    elif args.json_out:  # without a path write_json prints it
+        print(json.dumps(result, indent=2))
+    if "kept" in result:
+        print(f"kept: {result['kept']}")
     write_json(args.json_out, result)
 
 
