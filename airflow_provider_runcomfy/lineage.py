@@ -170,7 +170,6 @@ class ModelLineageMixin:
             run_facets={RUN_FACET_KEY: facet} if request_id else {},
         )
 
-
     def _cost_estimate_of(self, task_instance: Any) -> Any:
         """
         The estimate this object made, else its XCom, unless this object ran and never made one.

@@ -496,9 +496,7 @@ class ModelSchema:
             media = self._media(field)
             if media is not None and media.many and "array" in expected:
                 words = f"a list of {media.noun(2)}"
-            return self._problem(
-                field, "type", f"must be {words}, got {shorten(value)} ({type_name(value)})"
-            )
+            return self._problem(field, "type", f"must be {words}, got {shorten(value)} ({type_name(value)})")
         if kw == "enum":
             shown = err.validator_value[:MAX_ENUM_SHOWN]
             choices = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in shown)

@@ -320,4 +320,3 @@ def test_execute_complete_reads_events_of_the_current_release(task: Any) -> None
     for nothing in (None, "success"):
         with pytest.raises(RunComfyJobError, match="without an event"):
             task.execute_complete({"ti": FakeTI()}, nothing)
-

@@ -40,6 +40,7 @@ class IndexedServer(Protocol):
     @property
     def config(self) -> _Knobs: ...
 
+
 #: (method, path, auth, what): the emulator's own routes, as documented in ``server.py``.
 ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
     ("POST", "/v1/models/{model_id}", "bearer", "submit a job (RunComfy Model API)"),

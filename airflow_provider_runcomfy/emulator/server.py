@@ -92,6 +92,8 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a name: it may resolve to any interface
+
+
 _TRUE = {"1", "true", "yes", "on"}
 
 
