@@ -34,6 +34,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+def _sleep(seconds: float) -> None:
+    """The wait between two attempts (a function of this module, so a test replaces only this one)."""
+    time.sleep(seconds)
+
+
+async def _asleep(seconds: float) -> None:
+    """The async wait between two attempts (replacing ``asyncio.sleep`` would reach every event loop)."""
+    await asyncio.sleep(seconds)
+
+
 #: Statuses after which the same read-only call may well succeed.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -205,7 +216,7 @@ class RetryPolicy:
             else:
                 if not may_retry(outcome):
                     return outcome
-            time.sleep(self._next_wait(outcome, counter, on_retry))
+            _sleep(self._next_wait(outcome, counter, on_retry))
 
     async def arun(
         self,
@@ -234,7 +245,7 @@ class RetryPolicy:
             else:
                 if not may_retry(outcome):
                     return outcome
-            await asyncio.sleep(self._next_wait(outcome, counter, on_retry))
+            await _asleep(self._next_wait(outcome, counter, on_retry))
 
     def _next_wait(
         self,

@@ -212,7 +212,7 @@ def test_retries_are_bounded_then_raise_a_clear_error(emu: Any, monkeypatch: pyt
 def test_retry_after_is_honoured(emu: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(emu.base_url, retry_max_delay=30))
     slept: list[float] = []
-    monkeypatch.setattr("airflow_provider_runcomfy.retry.time.sleep", slept.append)
+    monkeypatch.setattr("airflow_provider_runcomfy.retry._sleep", slept.append)
     hook = RunComfyHook()
     request_id = hook.submit(EDIT, edit_inputs(emu))
     emu.add_fault(Fault(path=r"/status$", kind="status", status=429, retry_after=7, times=1))
@@ -265,7 +265,7 @@ def test_submit_retries_when_nothing_could_be_sent(monkeypatch: pytest.MonkeyPat
         port = sock.getsockname()[1]
     monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", conn_json(f"http://127.0.0.1:{port}", max_retries=2))
     attempts: list[float] = []
-    monkeypatch.setattr("airflow_provider_runcomfy.retry.time.sleep", attempts.append)
+    monkeypatch.setattr("airflow_provider_runcomfy.retry._sleep", attempts.append)
     with pytest.raises(RunComfyUnavailableError, match=r"after 3 attempts.*nothing was sent"):
         RunComfyHook().submit(EDIT, {"image_urls": ["https://example.invalid/a.png"], "prompt": "x"})
     assert len(attempts) == 2

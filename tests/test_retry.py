@@ -32,8 +32,10 @@ def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def asleep(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr("airflow_provider_runcomfy.retry.time.sleep", waits.append)
-    monkeypatch.setattr("airflow_provider_runcomfy.retry.asyncio.sleep", asleep)
+    # The retry module's own waits only: asyncio.sleep itself is shared with every thread's event loop
+    # (the session's emulator runs one), and time.sleep with every thread.
+    monkeypatch.setattr("airflow_provider_runcomfy.retry._sleep", waits.append)
+    monkeypatch.setattr("airflow_provider_runcomfy.retry._asleep", asleep)
     return waits
 
 
@@ -198,7 +200,7 @@ def test_the_async_deadline_turns_a_slow_attempt_into_a_retried_read_timeout(
         return "answer"
 
     async def main() -> str:
-        monkeypatch.setattr("airflow_provider_runcomfy.retry.asyncio.sleep", fake_sleep)
+        monkeypatch.setattr("airflow_provider_runcomfy.retry._asleep", fake_sleep)
         policy = RetryPolicy(max_retries=1, backoff=0.0, max_delay=0.0)
         return await policy.arun(
             attempt, may_retry=lambda outcome: isinstance(outcome, httpx.ReadTimeout), deadline=0.05
