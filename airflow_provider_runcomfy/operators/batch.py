@@ -187,11 +187,11 @@ class RunComfyBatchOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         """Pre-flight every item, reconnect to an earlier try's jobs, then run the window."""
-        self._check_settings()
+        check_settings(self)
         items = self._read_inputs()
         ledger = Ledger.new(len(items), timeout=float(self.timeout))
-        payloads = self._preflight(context, items, ledger)
-        book = self._retry_book(context)
+        payloads = self._checks.run(context, items, ledger)  # every item checked before any POST
+        book = retry_book(context)
         watching = self._reconnect(book, ledger) if book is not None else []
         return self._run(context, ledger, watching, book, payloads)
 
@@ -199,24 +199,14 @@ class RunComfyBatchOperator(BaseOperator):
         """Resume after a round in the triggerer: record the outcomes, refill the window, wait again."""
         if not isinstance(event, dict) or "finished" not in event:
             raise RunComfyError(f"The batch's wait ended without its event (got {event!r})")
-        ledger = self._load_ledger(context)
+        ledger = load_ledger(context, self.task_id)
         watching = self._apply(ledger, event)
-        return self._run(context, ledger, watching, self._retry_book(context), None)
-
-    def _check_settings(self) -> None:
-        check_settings(self)
+        return self._run(context, ledger, watching, retry_book(context), None)
 
     def _read_inputs(self) -> list[Any]:
         return self._checks.read_inputs(self.inputs)
 
-    def _preflight(self, context: Context, items: list[Any], ledger: Ledger) -> dict[int, dict[str, Any]]:
-        """Check every item before any POST (:class:`BatchPreflight`); the payloads of the items to run."""
-        return self._checks.run(context, items, ledger)
-
     # -- retries -----------------------------------------------------------------------------------
-
-    def _retry_book(self, context: Context) -> RetryBook | None:
-        return retry_book(context)
 
     def _reconnect(self, book: RetryBook, ledger: Ledger) -> list[dict[str, Any]]:
         """Take over the jobs an earlier try paid for (:func:`take_over_saved_jobs`); the ones to watch."""
@@ -242,7 +232,7 @@ class RunComfyBatchOperator(BaseOperator):
             if can_submit and ledger.pending:
                 watching += self._fill(ledger, len(watching), book, payloads)
             ledger.rounds += 1
-            self._push(context, ledger)
+            push_ledger(context, ledger)
             self.log.info("%s", ledger.progress())
             if not watching:
                 return self._finish(context, ledger)
@@ -295,7 +285,7 @@ class RunComfyBatchOperator(BaseOperator):
                 ledger.halted = f"submitting stopped at item {item.index}: {err}"
                 self.log.error("Stopped submitting at item %d: %s", item.index, err)
                 break
-            self._remember_for_retries(book, item.index, request_id)
+            remember_for_retries(book, item.index, request_id, self.hook, self.log)
             item.status, item.request_id = ItemStatus.IN_FLIGHT, request_id
             submitted.append({"index": item.index, "request_id": request_id, "memory": None})
         if submitted:
@@ -307,9 +297,6 @@ class RunComfyBatchOperator(BaseOperator):
                 in_flight + len(submitted),
             )
         return submitted
-
-    def _remember_for_retries(self, book: RetryBook | None, index: int, request_id: str) -> None:
-        remember_for_retries(book, index, request_id, self.hook, self.log)
 
     def _resumed_payload(self, index: int) -> dict[str, Any]:
         return self._checks.payload_after_resume(self._read_inputs(), index)
@@ -367,12 +354,6 @@ class RunComfyBatchOperator(BaseOperator):
         return list(event.get("watching") or [])
 
     # -- XCom and the end (batch_records.py) -----------------------------------------------------
-
-    def _push(self, context: Context, ledger: Ledger, *, finished: bool = False) -> None:
-        push_ledger(context, ledger, finished=finished)
-
-    def _load_ledger(self, context: Context) -> Ledger:
-        return load_ledger(context, self.task_id)
 
     def _finish(self, context: Context, ledger: Ledger) -> list[list[str] | None]:
         """Push the final records; fail when submitting stopped or too many items failed."""
